@@ -1,0 +1,117 @@
+"""Plain values that travel between the stages: papers, parsed dumps, ranked picks.
+
+Nothing here does I/O. Parsers produce `Paper`s, the store keeps them, the ranker turns
+them into `Ranked` values and the renderer reads those.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from datetime import date
+
+ARXIV_PREFIX = "arxiv:"
+TITLE_PREFIX = "title:"
+_NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
+
+
+def normalise_title(title: str) -> str:
+    """Fold a title to the form used to recognise the same paper in two dumps."""
+    folded = unicodedata.normalize("NFKC", title).casefold()
+    return " ".join(_NON_WORD.sub(" ", folded).split())
+
+
+def paper_identity(title: str, arxiv_id: str | None = None) -> str:
+    """A paper's stable id: its arXiv id when known, else a hash of its normalised title."""
+    if arxiv_id:
+        return ARXIV_PREFIX + arxiv_id
+    digest = hashlib.sha256(normalise_title(title).encode("utf-8")).hexdigest()[:20]
+    return TITLE_PREFIX + digest
+
+
+@dataclass(frozen=True)
+class Paper:
+    """One paper as a dump describes it. Optional fields are None when the dump does not say."""
+
+    title: str
+    abstract: str
+    arxiv_id: str | None = None
+    authors: tuple[str, ...] = ()
+    author_count: int | None = None
+    organization: str | None = None
+    published: date | None = None
+    upvotes: int | None = None
+    url: str | None = None
+    # The id the store filed it under. It differs from the computed identity only when a paper
+    # first seen without an arXiv id later gained one: the first id stays, so the ledger holds.
+    stored_id: str | None = field(default=None, compare=False)
+
+    @property
+    def paper_id(self) -> str:
+        return self.stored_id or paper_identity(self.title, self.arxiv_id)
+
+    @property
+    def title_key(self) -> str:
+        return paper_identity(self.title)
+
+    @property
+    def byline(self) -> str:
+        """Who wrote it, as far as the dump tells: names, an organisation or a count."""
+        if self.authors:
+            shown = ", ".join(self.authors[:3])
+            more = len(self.authors) - 3
+            return f"{shown} and {more} more" if more > 0 else shown
+        if self.organization:
+            return self.organization
+        if self.author_count is not None:
+            return f"{self.author_count} author" + ("" if self.author_count == 1 else "s")
+        return ""
+
+    @property
+    def link(self) -> str:
+        """Where the reader goes: the dump's link, the HF paper page, or a title search."""
+        if self.url:
+            return self.url
+        if self.arxiv_id:
+            return f"https://huggingface.co/papers/{self.arxiv_id}"
+        from urllib.parse import quote_plus
+
+        return "https://huggingface.co/papers?q=" + quote_plus(self.title)
+
+
+@dataclass(frozen=True)
+class DumpIssue:
+    """Something a parser skipped inside an otherwise readable dump (line is 1-based)."""
+
+    line: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class ParsedDump:
+    """What a parser made of one file."""
+
+    format: str
+    papers: tuple[Paper, ...]
+    listing_date: date | None = None
+    issues: tuple[DumpIssue, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class KeywordMatch:
+    """One subscriber keyword that matched a paper, and in which fields ("title", "abstract")."""
+
+    keyword: str
+    fields: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """A paper scored for one profile. `picked` means it clears the floor and the top-N cut."""
+
+    paper: Paper
+    score: float
+    matched: tuple[KeywordMatch, ...]
+    picked: bool = False

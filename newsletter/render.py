@@ -1,0 +1,170 @@
+"""Rendering: a subscriber's picks in, subject + preheader + HTML + plain text out. Pure.
+
+The MJML template is compiled to HTML once per process (mjml-python keeps Jinja tags intact),
+then Jinja fills it per subscriber with autoescaping on, so dump text is only ever escaped
+data: it is never parsed as MJML or as template code. The plain-text part is rendered without
+HTML escaping (an `&amp;` would be wrong there); it carries no markup that text could break,
+and every value is flattened to printable text first.
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from dataclasses import dataclass
+from datetime import date
+from functools import lru_cache
+from pathlib import Path
+
+from jinja2 import Environment, StrictUndefined, Template
+from mjml import mjml2html
+
+from newsletter.models import Ranked
+
+# A wheel carries templates/ inside the package (pyproject maps it to newsletter/templates);
+# a source checkout or editable install reads the top-level templates/ folder.
+TEMPLATE_DIRS = (Path(__file__).parent / "templates", Path(__file__).parent.parent / "templates")
+HTML_TEMPLATE = "digest.mjml.j2"
+TEXT_TEMPLATE = "digest.txt.j2"
+ABSTRACT_LIMIT = 420
+SUBJECT_TITLE_LIMIT = 80
+TEXT_WIDTH = 72
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z(\[\"'])")
+_UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u2028\u2029]")
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """What the renderer needs to know about the reader."""
+
+    email: str
+    name: str | None
+    keywords: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RenderedDigest:
+    subject: str
+    preheader: str
+    html: str
+    text: str
+
+
+def one_line(value: str) -> str:
+    """Collapse any whitespace (newlines included) and drop control characters."""
+    return " ".join(_UNPRINTABLE.sub(" ", value).split())
+
+
+def trim_abstract(abstract: str, limit: int = ABSTRACT_LIMIT) -> str:
+    """Cut at the last sentence end before `limit`; else at a word, with an ellipsis."""
+    text = one_line(abstract)
+    if len(text) <= limit:
+        return text
+    kept = ""
+    for sentence in _SENTENCE_END.split(text):
+        candidate = f"{kept} {sentence}".strip()
+        if len(candidate) > limit:
+            break
+        kept = candidate
+    if len(kept) >= limit // 3:
+        return kept
+    return text[:limit].rsplit(" ", 1)[0].rstrip(",;:") + "…"
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" + ("" if count == 1 else "s")
+
+
+def subject_line(picks: list[Ranked], keywords: tuple[str, ...]) -> str:
+    """Say what is inside: `3 papers on theorem proving, Lean: <top title>`."""
+    if not picks:
+        return "No new papers on " + ", ".join(keywords[:3]) + " today"
+    topics = sorted({m.keyword for pick in picks for m in pick.matched}, key=keywords.index)
+    topic_text = ", ".join(topics[:2] or keywords[:2])
+    top = one_line(picks[0].paper.title)
+    if len(top) > SUBJECT_TITLE_LIMIT:
+        top = top[:SUBJECT_TITLE_LIMIT].rsplit(" ", 1)[0] + "…"
+    return f"{_plural(len(picks), 'paper')} on {topic_text}: {top}"
+
+
+def _meta(pick: Ranked) -> str:
+    paper = pick.paper
+    parts = [paper.byline]
+    if paper.published:
+        parts.append(paper.published.strftime("%d %b %Y").lstrip("0"))
+    if paper.upvotes:
+        parts.append(f"▲ {paper.upvotes}")
+    return one_line(" · ".join(part for part in parts if part))
+
+
+def _item(position: int, pick: Ranked) -> dict[str, object]:
+    abstract = trim_abstract(pick.paper.abstract)
+    return {
+        "position": position,
+        "title": one_line(pick.paper.title),
+        "link": pick.paper.link,
+        "meta": _meta(pick),
+        "matched": [
+            {"keyword": one_line(m.keyword), "where": " and ".join(m.fields)} for m in pick.matched
+        ],
+        "abstract": abstract,
+        "abstract_wrapped": textwrap.fill(
+            abstract, TEXT_WIDTH, initial_indent="   ", subsequent_indent="   ",
+            break_long_words=True, break_on_hyphens=False,
+        ),
+    }
+
+
+def _template_source(name: str) -> str:
+    for directory in TEMPLATE_DIRS:
+        if (directory / name).is_file():
+            return (directory / name).read_text(encoding="utf-8")
+    raise FileNotFoundError(f"template {name} not found in {', '.join(map(str, TEMPLATE_DIRS))}")
+
+
+@lru_cache(maxsize=1)
+def _html_template() -> Template:
+    compiled = mjml2html(_template_source(HTML_TEMPLATE), fonts={}, disable_comments=True)
+    env = Environment(autoescape=True, undefined=StrictUndefined, keep_trailing_newline=True)
+    return env.from_string(compiled)
+
+
+@lru_cache(maxsize=1)
+def _text_template() -> Template:
+    env = Environment(autoescape=False, undefined=StrictUndefined, keep_trailing_newline=True)
+    return env.from_string(_template_source(TEXT_TEMPLATE))
+
+
+def render_digest(
+    *, recipient: Recipient, day: date, picks: list[Ranked], unsubscribe_link: str
+) -> RenderedDigest:
+    """Render one digest. `picks` are in rank order; an empty list renders a short note."""
+    keywords = tuple(one_line(k) for k in recipient.keywords)
+    subject = subject_line(picks, keywords)
+    titles = [one_line(p.paper.title) for p in picks[:3]]
+    preheader = "; ".join(titles) if titles else "Nothing matched your keywords today."
+    count = len(picks)
+    context = {
+        "subject": subject,
+        "preheader": preheader,
+        "day_label": f"{day:%A}, {day.day} {day:%B %Y}",
+        "headline": f"{_plural(count, 'paper')} picked for you" if count else "Nothing new for you today",
+        "greeting": (
+            f"Hello {one_line(recipient.name)}, here" if recipient.name else "Here"
+        )
+        + (
+            " is what matched your keywords today."
+            if count
+            else " is today's note: no new paper matched your keywords, so there is nothing to read."
+        ),
+        "items": [_item(position, pick) for position, pick in enumerate(picks, start=1)],
+        "email": recipient.email,
+        "keywords": ", ".join(keywords),
+        "unsubscribe_link": unsubscribe_link,
+    }
+    return RenderedDigest(
+        subject=subject,
+        preheader=preheader,
+        html=_html_template().render(context),
+        text=_text_template().render(context),
+    )

@@ -1,0 +1,244 @@
+"""The subscribers file: YAML in, validated `Subscriber` values out, with precise errors.
+
+A broken entry never stops the others: `load_subscribers` returns the valid entries and a
+list of problems, each naming file, line, entry and field, e.g.
+`subscribers.yaml:14: entry 3 (bob@example): email is not a valid address`.
+Only a file that cannot be read as a whole raises `SubscribersError`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from email_validator import EmailNotValidError, validate_email
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from newsletter.errors import SubscribersError
+from newsletter.settings import check_timezone, parse_send_at
+
+CONTROL_CHARACTERS = frozenset(chr(code) for code in range(32)) | {"\x7f"}
+DEFAULTABLE_FIELDS = ("max_papers", "send_at", "timezone", "exclude", "active", "send_empty")
+
+
+def _single_line(value: str, what: str) -> str:
+    if any(ch in CONTROL_CHARACTERS for ch in value):
+        raise ValueError(f"{what} must be one line of text without control characters")
+    return value.strip()
+
+
+class Subscriber(BaseModel):
+    """One validated entry. Unknown fields are errors, so typos do not pass silently."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    email: str
+    name: str | None = None
+    keywords: tuple[str, ...] = Field(min_length=1)
+    exclude: tuple[str, ...] = ()
+    max_papers: int = Field(ge=1, le=100)
+    timezone: str
+    send_at: str
+    active: bool = True
+    send_empty: bool = False
+
+    @field_validator("email", mode="before")
+    @classmethod
+    def _valid_email(cls, value: object) -> str:
+        if not isinstance(value, str):
+            raise ValueError("email must be text")
+        try:
+            # Header safety: the validator rejects spaces, line breaks and anything that
+            # is not a plain address, so nothing from YAML can reach a header unchecked.
+            return validate_email(value, check_deliverability=False).normalized
+        except EmailNotValidError:
+            raise ValueError("email is not a valid address") from None
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str | None) -> str | None:
+        return None if value is None else _single_line(value, "name")
+
+    @field_validator("keywords", "exclude", mode="before")
+    @classmethod
+    def _keyword_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list | tuple):
+            raise ValueError("must be a list of keywords, e.g. [theorem proving, Lean]")
+        cleaned = []
+        for item in value:
+            if not isinstance(item, str | int | float) or not str(item).strip():
+                raise ValueError("keywords must be non-empty text")
+            cleaned.append(_single_line(str(item), "a keyword"))
+        return tuple(cleaned)
+
+    @field_validator("timezone")
+    @classmethod
+    def _valid_timezone(cls, value: str) -> str:
+        return check_timezone(value)
+
+    @field_validator("send_at", mode="before")
+    @classmethod
+    def _valid_send_at(cls, value: object) -> str:
+        if isinstance(value, int):  # YAML 1.1 reads an unquoted 07:30 as 450 (sexagesimal)
+            raise ValueError(f'send_at must be quoted, e.g. "07:30" (YAML read it as {value})')
+        if not isinstance(value, str):
+            raise ValueError('send_at must be a time of day as "HH:MM"')
+        parse_send_at(value)
+        return value.strip()
+
+
+@dataclass(frozen=True)
+class SubscriberProblem:
+    """One invalid entry: where it is and what is wrong with it."""
+
+    path: str
+    line: int
+    entry: int
+    label: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: entry {self.entry} ({self.label}): {self.message}"
+
+
+@dataclass(frozen=True)
+class SubscriberList:
+    subscribers: tuple[Subscriber, ...]
+    problems: tuple[SubscriberProblem, ...]
+
+    @property
+    def active(self) -> tuple[Subscriber, ...]:
+        return tuple(s for s in self.subscribers if s.active)
+
+    def find(self, email: str) -> Subscriber | None:
+        wanted = email.strip().casefold()
+        return next((s for s in self.subscribers if s.email.casefold() == wanted), None)
+
+
+@dataclass(frozen=True)
+class _Located:
+    """A YAML mapping with the 1-based line of the mapping and of each key."""
+
+    value: Any
+    line: int
+    key_lines: dict[str, int]
+
+
+def _locate_items(root: yaml.Node | None, key: str) -> list[_Located]:
+    """Line numbers for each item of the top-level sequence `key` (PyYAML keeps them on nodes)."""
+    if not isinstance(root, yaml.MappingNode):
+        return []
+    for key_node, value_node in root.value:
+        if key_node.value == key and isinstance(value_node, yaml.SequenceNode):
+            located = []
+            for item in value_node.value:
+                key_lines = {}
+                if isinstance(item, yaml.MappingNode):
+                    key_lines = {k.value: k.start_mark.line + 1 for k, _ in item.value}
+                located.append(_Located(None, item.start_mark.line + 1, key_lines))
+            return located
+    return []
+
+
+def _first_error(exc: ValidationError) -> tuple[str | None, str]:
+    """The field and message of the first validation error, phrased for an operator."""
+    error = exc.errors()[0]
+    field = str(error["loc"][0]) if error["loc"] else None
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        return field, f"unknown field {field!r} (check the spelling; see subscribers.example.yaml)"
+    if error["type"] == "missing":
+        return field, f"{field} is required"
+    if error["type"] == "too_short" and field == "keywords":
+        return field, "keywords must list at least one keyword"
+    if field and not message.startswith(field):
+        message = f"{field}: {message}"
+    return field, message
+
+
+def parse_subscribers(
+    text: str, *, path: str, max_papers: int, send_at: str, timezone: str
+) -> SubscriberList:
+    """Validate a subscribers document. Defaults: the file's `defaults:`, then the settings."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SubscribersError(f"not valid YAML: {problem}", path=path, line=line) from None
+    if not isinstance(data, dict) or not isinstance(data.get("subscribers"), list):
+        raise SubscribersError(
+            "expected a mapping with a 'subscribers:' list (see subscribers.example.yaml)",
+            path=path,
+            line=1,
+        )
+    unknown = set(data) - {"defaults", "subscribers"}
+    if unknown:
+        raise SubscribersError(
+            f"unknown top-level key(s) {', '.join(sorted(map(str, unknown)))}; "
+            "only 'defaults' and 'subscribers' are allowed",
+            path=path,
+        )
+    file_defaults = data.get("defaults") or {}
+    if not isinstance(file_defaults, dict) or set(file_defaults) - set(DEFAULTABLE_FIELDS):
+        raise SubscribersError(
+            f"'defaults' may only set {', '.join(DEFAULTABLE_FIELDS)}", path=path
+        )
+    base = {"max_papers": max_papers, "send_at": send_at, "timezone": timezone}
+    base.update(file_defaults)
+
+    locations = _locate_items(root, "subscribers")
+    valid: list[Subscriber] = []
+    problems: list[SubscriberProblem] = []
+    first_line_of: dict[str, int] = {}
+    for index, raw in enumerate(data["subscribers"], start=1):
+        where = locations[index - 1] if index - 1 < len(locations) else _Located(None, 1, {})
+        label = str(raw.get("email", "no email")) if isinstance(raw, dict) else "?"
+
+        def problem(message: str, field: str | None = None) -> SubscriberProblem:
+            line = where.key_lines.get(field or "", where.line)
+            return SubscriberProblem(path, line, index, label, message)
+
+        if not isinstance(raw, dict):
+            problems.append(problem("each entry must be a mapping with at least email and keywords"))
+            continue
+        try:
+            subscriber = Subscriber(**{**base, **raw})
+        except ValidationError as exc:
+            field, message = _first_error(exc)
+            problems.append(problem(message, field))
+            continue
+        key = subscriber.email.casefold()
+        if key in first_line_of:
+            problems.append(
+                problem(f"duplicate address, already listed at line {first_line_of[key]}", "email")
+            )
+            continue
+        first_line_of[key] = where.line
+        valid.append(subscriber)
+    return SubscriberList(tuple(valid), tuple(problems))
+
+
+def load_subscribers(
+    path: Path, *, max_papers: int, send_at: str, timezone: str
+) -> SubscriberList:
+    """Read and validate the subscribers file at `path`."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SubscribersError(
+            "subscribers file not found; copy subscribers.example.yaml there or set "
+            "NEWSLETTER_SUBSCRIBERS_FILE",
+            path=str(path),
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SubscribersError(f"cannot read the file: {exc}", path=str(path)) from None
+    return parse_subscribers(
+        text, path=str(path), max_papers=max_papers, send_at=send_at, timezone=timezone
+    )
