@@ -13,7 +13,6 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime
-from urllib.parse import quote
 
 from newsletter.render import RenderedDigest, one_line
 
@@ -27,7 +26,13 @@ def digest_message_id(subscriber: str, day: date, domain: str) -> str:
 
 
 def unsubscribe_mailto(from_address: str, subscriber: str) -> str:
-    return f"mailto:{from_address}?subject=" + quote(f"unsubscribe {subscriber}")
+    """A mailto unsubscribe link; the request's own From names the subscriber.
+
+    Kept short on purpose: a long value gets folded onto a continuation line, which some
+    receivers handle badly in List-Unsubscribe.
+    """
+    del subscriber  # identified by the sender of the unsubscribe mail, not by the link
+    return f"mailto:{from_address}?subject=unsubscribe"
 
 
 def compose_message(

@@ -1,0 +1,77 @@
+"""Settings come from NEWSLETTER_* variables and .env; secrets never show; contradictions fail."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from newsletter.errors import ConfigError
+from newsletter.settings import load_settings
+
+
+def test_defaults_match_the_design() -> None:
+    settings = load_settings()
+    assert settings.dumps_dir == Path("dumps")
+    assert settings.subscribers_file == Path("subscribers.yaml")
+    assert settings.database_url == "sqlite:///newsletter.db"
+    assert settings.outbox_dir == Path("outbox")
+    assert settings.smtp_host is None and not settings.uses_smtp
+    assert (settings.smtp_port, settings.smtp_security, settings.smtp_validate_certs) == (587, "starttls", True)
+    assert (settings.send_at, settings.timezone, settings.max_papers, settings.poll_seconds) == ("07:00", "UTC", 10, 60)
+
+
+def test_environment_and_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("NEWSLETTER_MAX_PAPERS=4\nNEWSLETTER_SMTP_HOST=mail.example.org\n")
+    monkeypatch.setenv("NEWSLETTER_TIMEZONE", "Europe/Berlin")
+    settings = load_settings()
+    assert settings.max_papers == 4
+    assert settings.smtp_host == "mail.example.org" and settings.uses_smtp
+    assert settings.timezone == "Europe/Berlin"
+
+
+def test_password_is_never_shown(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NEWSLETTER_SMTP_USERNAME", "mailer")
+    monkeypatch.setenv("NEWSLETTER_SMTP_PASSWORD", "hunter2-secret")
+    settings = load_settings()
+    assert "hunter2-secret" not in repr(settings)
+    assert "hunter2-secret" not in str(settings.model_dump())
+    assert settings.smtp_password is not None
+    assert settings.smtp_password.get_secret_value() == "hunter2-secret"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("NEWSLETTER_TIMEZONE", "Mars/Olympus", "NEWSLETTER_TIMEZONE: 'Mars/Olympus' is not a known time zone"),
+        ("NEWSLETTER_SEND_AT", "7h30", "NEWSLETTER_SEND_AT: '7h30' is not a time of day as HH:MM"),
+        ("NEWSLETTER_SMTP_SECURITY", "ssl", "NEWSLETTER_SMTP_SECURITY"),
+        ("NEWSLETTER_MAX_PAPERS", "0", "NEWSLETTER_MAX_PAPERS"),
+    ],
+)
+def test_bad_values_name_the_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError, match="invalid settings") as caught:
+        load_settings()
+    assert message in str(caught.value)
+
+
+def test_contradictions_are_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NEWSLETTER_SMTP_USERNAME", "mailer")
+    with pytest.raises(ConfigError, match="NEWSLETTER_SMTP_PASSWORD is not"):
+        load_settings()
+    monkeypatch.delenv("NEWSLETTER_SMTP_USERNAME")
+    monkeypatch.setenv("NEWSLETTER_SMTP_PORT", "465")
+    with pytest.raises(ConfigError, match="NEWSLETTER_SMTP_SECURITY=tls"):
+        load_settings()
+
+
+def test_a_ca_file_never_comes_with_verification_off(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not read here")
+    monkeypatch.setenv("NEWSLETTER_SMTP_CA_FILE", str(ca))
+    monkeypatch.setenv("NEWSLETTER_SMTP_VALIDATE_CERTS", "false")
+    with pytest.raises(ConfigError, match="choose one"):
+        load_settings()
