@@ -222,12 +222,13 @@ def preview(
             outcomes.append(_skip(plan))
             continue
         rendered, message = _compose(plan, settings, now)
-        stem = out_dir / _SAFE_NAME.sub("_", f"{plan.day.isoformat()}_{subscriber.email}")
-        stem.with_suffix(".html").write_text(rendered.html, encoding="utf-8")
-        stem.with_suffix(".txt").write_text(rendered.text, encoding="utf-8")
-        stem.with_suffix(".eml").write_bytes(message.as_bytes())
+        stem = _SAFE_NAME.sub("_", f"{plan.day.isoformat()}_{subscriber.email}")
+        html_path = out_dir / f"{stem}.html"
+        html_path.write_text(rendered.html, encoding="utf-8")
+        (out_dir / f"{stem}.txt").write_text(rendered.text, encoding="utf-8")
+        (out_dir / f"{stem}.eml").write_bytes(message.as_bytes())
         outcomes.append(
-            Outcome(subscriber.email, "previewed", len(plan.picks), f"{stem}.html", rendered.subject)
+            Outcome(subscriber.email, "previewed", len(plan.picks), str(html_path), rendered.subject)
         )
     return outcomes
 

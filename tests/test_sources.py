@@ -164,9 +164,7 @@ def test_real_year_comes_from_fallback_date(shared_dumps: Path) -> None:
 def test_small_text_fixture() -> None:
     dump = parse_file(FIXTURES / "hf_text_small.txt")
     assert (dump.format, dump.listing_date, dump.issues) == ("hf-text", date(2026, 3, 2), ())
-    assert [
-        (p.author_count, p.organization, p.published, p.upvotes) for p in dump.papers
-    ] == [
+    assert [(p.author_count, p.organization, p.published, p.upvotes) for p in dump.papers] == [
         (3, None, date(2026, 1, 17), None),
         (None, "DeepSeek", date(2026, 2, 27), 3),
         (1, None, date(2025, 10, 9), None),
@@ -301,7 +299,8 @@ def test_header_with_only_broken_entries_names_the_first_problem() -> None:
 @pytest.mark.parametrize(
     ("text", "reason", "line"),
     [
-        ('[\n  {"paper": {"title": "x"}},\n  oops\n]', "invalid JSON: Expecting value (column 3)", 3),
+        ('[\n  {"paper": {"title": "x"}},\n  oops\n]',
+         "invalid JSON: Expecting value (column 3)", 3),
         ('{"papers": []}', "expected a JSON list of daily-paper objects, found an object", 1),
         ('[{"paper": {"summary": "no title"}}]', "no usable paper in the JSON list; "
          "item 1: no title; skipped", 1),
@@ -358,8 +357,8 @@ def test_resolve_yearless(month: int, day: int, listing: date, expected: date | 
 # --- properties --------------------------------------------------------------------------
 
 LINE_PIECES = st.sampled_from(
-    ["", "·", "  • 3 authors", "Jan 17", "Feb 27 3", "Oct 9, 2025", "Feb 30", "deepseek-ai DeepSeek",
-     "A Title", "An abstract sentence.", "### [T](https://huggingface.co/papers/2401.00001)",
+    ["", "·", "  • 3 authors", "Jan 17", "Feb 27 3", "Oct 9, 2025", "Feb 30",
+     "deepseek-ai DeepSeek", "A Title", "An abstract sentence.", "### [T](https://huggingface.co/papers/2401.00001)",
      "[x](https://huggingface.co/papers/2401.00001)", "[5](https://x)", "- 2 authors", "\\", "["]
 )  # fmt: skip
 JSON_VALUES = st.recursive(

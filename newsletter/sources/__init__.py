@@ -15,7 +15,7 @@ cannot read as a whole. Malformed entries inside a readable dump are `ParsedDump
 from __future__ import annotations
 
 from datetime import date
-from types import ModuleType
+from typing import Protocol
 
 from newsletter.errors import DumpError
 from newsletter.models import ParsedDump
@@ -24,6 +24,7 @@ from newsletter.sources.dates import fallback_date_for, listing_year_hint, resol
 
 __all__ = [
     "FORMATS",
+    "DumpParser",
     "detect_format",
     "fallback_date_for",
     "listing_year_hint",
@@ -31,7 +32,18 @@ __all__ = [
     "resolve_yearless",
 ]
 
-PARSERS: tuple[ModuleType, ...] = (hf_json, hf_markdown, hf_text)
+
+class DumpParser(Protocol):
+    """What each format module provides (modules satisfy this protocol structurally)."""
+
+    FORMAT: str
+
+    def recognises(self, text: str) -> bool: ...
+
+    def parse(self, text: str, *, fallback_date: date) -> ParsedDump: ...
+
+
+PARSERS: tuple[DumpParser, ...] = (hf_json, hf_markdown, hf_text)
 FORMATS: tuple[str, ...] = tuple(parser.FORMAT for parser in PARSERS)
 SHOWN_LINE_CHARS = 80
 BYTE_ORDER_MARK = "\ufeff"
@@ -64,7 +76,7 @@ def _normalised(text: str) -> str:
     return text.removeprefix(BYTE_ORDER_MARK).replace("\r\n", "\n").replace("\r", "\n")
 
 
-def _parser_for(text: str) -> ModuleType | None:
+def _parser_for(text: str) -> DumpParser | None:
     return next((parser for parser in PARSERS if parser.recognises(text)), None)
 
 

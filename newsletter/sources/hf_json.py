@@ -45,9 +45,7 @@ def parse(text: str, *, fallback_date: date) -> ParsedDump:
     del fallback_date  # same signature as the other parsers; ISO timestamps need no year rule
     data = _load(text)
     if not isinstance(data, list):
-        raise DumpError(
-            f"expected a JSON list of daily-paper objects, found {_kind(data)}", line=1
-        )
+        raise DumpError(f"expected a JSON list of daily-paper objects, found {_kind(data)}", line=1)
     papers: list[Paper] = []
     issues: list[DumpIssue] = []
     listed: list[date] = []

@@ -31,7 +31,9 @@ FORMAT = "hf-markdown"
 _TEXT = r"(?:\\.|[^\[\]\\\n]|\[(?:\\.|[^\[\]\\\n])*\])*"
 _URL = r"<?(?P<url>[^()\s<>]*(?:\([^()\s]*\)[^()\s<>]*)*)>?(?:\s+\"[^\"\n]*\")?"
 LINK = re.compile(rf"\[(?P<text>{_TEXT})\](?:\({_URL}\)|\[(?P<ref>[^\[\]\n]*)\])")
-HEADING = re.compile(rf"#{{1,6}}\s*\[(?P<text>{_TEXT})\](?:\({_URL}\)|\[(?P<ref>[^\[\]\n]*)\])\s*#*")
+HEADING = re.compile(
+    rf"#{{1,6}}\s*\[(?P<text>{_TEXT})\](?:\({_URL}\)|\[(?P<ref>[^\[\]\n]*)\])\s*#*"
+)
 REFERENCE = re.compile(r"\s{0,3}\[(?P<label>[^\[\]\n]+)\]:\s*<?(?P<url>[^\s<>]+)>?.*")
 IMAGE = re.compile(r"!\[[^\[\]\n]*\](?:\([^()\n]*\)|\[[^\[\]\n]*\])")
 PAPER_URL = re.compile(
@@ -47,6 +49,8 @@ SKIPPED_PROSE = re.compile(r"(?:submitted by\b|·$)", re.I)
 
 @dataclass(frozen=True)
 class Entry:
+    """One paper heading (1-based line, title, link) and the lines under it."""
+
     line: int
     title: str
     url: str

@@ -1,6 +1,6 @@
 """The HF Daily Papers page copied as plain text: recognising it and reading its papers.
 
-Shape (see docs in design.md, "Dump formats")::
+Shape (design.md, "Dump formats")::
 
     new / Get trending papers in your email inbox! / Subscribe / Daily Papers /
     byAK and the research community        <- page header, one line each, blank lines between
@@ -30,14 +30,9 @@ from newsletter.sources.dates import DATE_LINE, month_number, read_date_line
 
 FORMAT = "hf-text"
 HEADER_LINES = frozenset(
-    {
-        "new",
-        "get trending papers in your email inbox!",
-        "subscribe",
-        "daily papers",
-        "byak and the research community",
-    }
-)
+    {"new", "get trending papers in your email inbox!", "subscribe", "daily papers",
+     "byak and the research community"}
+)  # fmt: skip
 # At least one of these must be in the header: the others are too generic to recognise a page.
 HEADER_MARKERS = frozenset({"daily papers", "byak and the research community"})
 SEPARATOR = "·"
@@ -53,12 +48,16 @@ class EntryError(ValueError):
 
 @dataclass(frozen=True)
 class Paragraph:
+    """A run of text lines (a title or an abstract), from its first line on."""
+
     line: int
     text: str
 
 
 @dataclass(frozen=True)
 class Metadata:
+    """A byline, `·` and date-line block, at its byline's line."""
+
     line: int
     byline: str
     date_text: str
@@ -142,7 +141,9 @@ def _items(lines: list[str], start: int) -> list[Item]:
             index += 3
         else:
             first = index
-            while index < len(lines) and lines[index].strip() and not _metadata_starts(lines, index):
+            while (
+                index < len(lines) and lines[index].strip() and not _metadata_starts(lines, index)
+            ):
                 index += 1
             text = " ".join(" ".join(line.split()) for line in lines[first:index])
             items.append(Paragraph(first + 1, text))
@@ -161,42 +162,68 @@ def _metadata_starts(lines: list[str], index: int) -> bool:
 
 def _read_entries(items: list[Item], reference: date) -> tuple[list[Paper], list[DumpIssue]]:
     """Pair titles with abstracts and attach each following metadata block."""
-    papers: list[Paper] = []
-    issues: list[DumpIssue] = []
-    title: Paragraph | None = None
-    abstract: Paragraph | None = None
+    reader = _EntryReader(reference)
     for position, item in enumerate(items):
         if isinstance(item, Metadata):
-            if title is not None and abstract is not None:
-                try:
-                    papers.append(_paper(title, abstract, item, reference))
-                except EntryError as exc:
-                    issues.append(DumpIssue(item.line, f"{exc}; entry {title.text!r} skipped"))
-            elif title is not None:
-                issues.append(DumpIssue(title.line, f"title {title.text!r} has no abstract"))
-            else:
-                issues.append(DumpIssue(item.line, "metadata block without a title and abstract"))
-            title = abstract = None
-            continue
-        if title is not None and abstract is not None:
-            papers.append(_paper(title, abstract, None, reference))
-            title = abstract = None
-        if title is None:
+            reader.metadata(item)
+        else:
+            reader.paragraph(item, items[position + 1 : position + 2])
+    reader.finish()
+    return reader.papers, reader.issues
+
+
+class _EntryReader:
+    """The pairing state: the pending title and abstract, and what has been read so far."""
+
+    def __init__(self, reference: date) -> None:
+        self.reference = reference
+        self.papers: list[Paper] = []
+        self.issues: list[DumpIssue] = []
+        self.title: Paragraph | None = None
+        self.abstract: Paragraph | None = None
+
+    def metadata(self, item: Metadata) -> None:
+        """A metadata block closes the pending entry, which must have title and abstract."""
+        if self.title is None:
+            self.issues.append(DumpIssue(item.line, "metadata block without a title and abstract"))
+        elif self.abstract is None:
+            self._missing_abstract()
+        else:
+            try:
+                self.papers.append(_paper(self.title, self.abstract, item, self.reference))
+            except EntryError as exc:
+                reason = f"{exc}; entry {self.title.text!r} skipped"
+                self.issues.append(DumpIssue(item.line, reason))
+        self.title = self.abstract = None
+
+    def paragraph(self, item: Paragraph, following: list[Item]) -> None:
+        """A paragraph is a title, its abstract, or (see `_orphan_title`) the next title."""
+        if self.title is not None and self.abstract is not None:
+            self.finish()  # the previous entry had no metadata block
+        if self.title is None:
             problem = _not_a_title(item)
             if problem:
-                issues.append(DumpIssue(item.line, problem))
+                self.issues.append(DumpIssue(item.line, problem))
             else:
-                title = item
-        elif _orphan_title(item, items[position + 1 : position + 2]):
-            issues.append(DumpIssue(title.line, f"title {title.text!r} has no abstract"))
-            title = item
+                self.title = item
+        elif _orphan_title(item, following):
+            self._missing_abstract()
+            self.title = item
         else:
-            abstract = item
-    if title is not None and abstract is not None:
-        papers.append(_paper(title, abstract, None, reference))
-    elif title is not None:
-        issues.append(DumpIssue(title.line, f"title {title.text!r} has no abstract"))
-    return papers, issues
+            self.abstract = item
+
+    def finish(self) -> None:
+        """Close the pending entry as one without metadata."""
+        if self.title is not None and self.abstract is not None:
+            self.papers.append(_paper(self.title, self.abstract, None, self.reference))
+        elif self.title is not None:
+            self._missing_abstract()
+        self.title = self.abstract = None
+
+    def _missing_abstract(self) -> None:
+        if self.title is not None:
+            reason = f"title {self.title.text!r} has no abstract"
+            self.issues.append(DumpIssue(self.title.line, reason))
 
 
 def _not_a_title(paragraph: Paragraph) -> str | None:
@@ -232,7 +259,10 @@ def _paper(title: Paragraph, abstract: Paragraph, meta: Metadata | None, referen
     if meta is None:
         return Paper(title=title.text, abstract=abstract.text)
     author_count, organization = _byline(meta.byline)
-    published, upvotes = _date_line(meta.date_text, reference)
+    read = read_date_line(meta.date_text, reference)  # `Jan 17`, `Oct 9, 2025`, `Feb 27 3`
+    if read is None:
+        raise EntryError(f"unreadable date line {meta.date_text!r} in metadata block")
+    published, upvotes = read
     return Paper(
         title=title.text,
         abstract=abstract.text,
@@ -265,11 +295,3 @@ def organization_name(line: str) -> str:
     if display and ORG_ID.fullmatch(org_id):
         return display
     return text
-
-
-def _date_line(text: str, reference: date) -> tuple[date, int | None]:
-    """`Jan 17`, `Oct 9, 2025` or `Feb 27 3` (trailing number: upvotes) -> (date, upvotes)."""
-    read = read_date_line(text, reference)
-    if read is None:
-        raise EntryError(f"unreadable date line {' '.join(text.split())!r} in metadata block")
-    return read

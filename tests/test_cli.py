@@ -1,0 +1,139 @@
+"""The command line as an operator meets it: exit codes, one-line errors, files written."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+COMMANDS = ("preview", "send", "run", "ingest", "rank", "check")
+
+
+def newsletter(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    environment.update(env, COLUMNS="200", NO_COLOR="1")
+    return subprocess.run(
+        [sys.executable, "-m", "newsletter", *args], cwd=cwd, env=environment,
+        capture_output=True, text=True, timeout=120,
+    )
+
+
+def _subscribers(tmp_path: Path) -> Path:
+    path = tmp_path / "subscribers.yaml"
+    path.write_text(
+        "subscribers:\n"
+        "  - email: ada@example.org\n"
+        "    keywords: [theorem proving, Lean]\n"
+        "  - email: broken@\n"
+        "    keywords: [x]\n"
+        "  - email: grace@example.org\n"
+        "    keywords: [test-time compute]\n"
+    )
+    return path
+
+
+def test_every_command_is_documented(tmp_path: Path) -> None:
+    result = newsletter("--help", cwd=tmp_path)
+    assert result.returncode == 0
+    for command in COMMANDS:
+        assert command in result.stdout
+        help_text = newsletter(command, "--help", cwd=tmp_path)
+        assert help_text.returncode == 0 and "Usage:" in help_text.stdout
+
+
+def test_bad_settings_give_one_line_and_exit_1(tmp_path: Path) -> None:
+    result = newsletter("check", cwd=tmp_path, NEWSLETTER_TIMEZONE="Mars/Olympus")
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "Error: invalid settings: NEWSLETTER_TIMEZONE: 'Mars/Olympus' is not a known time zone; "
+        'use an IANA name such as "Europe/Berlin"'
+    )
+    assert "Traceback" not in result.stderr
+
+
+def test_check_reports_every_problem(tmp_path: Path) -> None:
+    _subscribers(tmp_path)
+    (tmp_path / "dumps").mkdir()
+    (tmp_path / "dumps" / "notes.csv").write_text("a,b,c\n1,2,3\n")
+    result = newsletter("check", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "subscribers.yaml:4: entry 2 (broken@): email is not a valid address" in result.stderr
+    assert "dumps/notes.csv:1: not a recognised dump" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_check_passes_on_the_example_setup(tmp_path: Path) -> None:
+    result = newsletter(
+        "check", cwd=tmp_path,
+        NEWSLETTER_SUBSCRIBERS_FILE=str(REPO_ROOT / "subscribers.example.yaml"),
+        NEWSLETTER_DUMPS_DIR=str(REPO_ROOT / "examples" / "dumps"),
+    )
+    assert result.returncode == 0, result.stderr
+    assert "All good." in result.stdout
+
+
+def test_rank_json_on_the_real_dumps(tmp_path: Path, shared_dumps: Path) -> None:
+    result = newsletter(
+        "rank", "--dumps", str(shared_dumps), "--keyword", "theorem proving", "--keyword", "Lean",
+        "--top", "5", "--json", cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    items = json.loads(result.stdout)
+    assert items and {"id", "title", "score", "matched", "picked"} <= set(items[0])
+    scores = [item["score"] for item in items]
+    assert scores == sorted(scores, reverse=True)
+    picked = [item for item in items if item["picked"]]
+    assert 1 <= len(picked) <= 5 and picked == items[: len(picked)]
+    assert all(item["matched"] for item in items)
+    assert any("theorem" in item["title"].lower() for item in picked)
+    assert not list(tmp_path.iterdir())  # touches no state
+
+
+def test_preview_then_send_through_the_outbox(tmp_path: Path, shared_dumps: Path) -> None:
+    _subscribers(tmp_path)
+    env = {"NEWSLETTER_DUMPS_DIR": str(shared_dumps)}
+    preview = newsletter("preview", cwd=tmp_path, **env)
+    assert preview.returncode == 0, preview.stderr
+    assert "Skipped: subscribers.yaml:4: entry 2 (broken@)" in preview.stderr
+    assert "Dumps: 4 ingested, 0 unchanged, 0 set aside; 229 new papers (229 stored)." in preview.stderr
+    previews = sorted(p.name for p in (tmp_path / "preview").iterdir())
+    assert len(previews) == 6 and all("ada@example.org" in p or "grace@example.org" in p for p in previews)
+    with sqlite3.connect(tmp_path / "newsletter.db") as db:
+        assert db.execute("select count(*) from digests").fetchone() == (0,)
+    assert not (tmp_path / "outbox").exists()
+
+    first = newsletter("send", cwd=tmp_path, **env)
+    assert first.returncode == 0, first.stderr
+    assert "2 sent, 0 skipped, 0 failed." in first.stdout
+    assert len(list((tmp_path / "outbox").glob("*.eml"))) == 2
+    second = newsletter("send", cwd=tmp_path, **env)
+    assert second.returncode == 0
+    assert "0 sent, 2 skipped, 0 failed." in second.stdout and "already sent today" in second.stdout
+    assert len(list((tmp_path / "outbox").glob("*.eml"))) == 2
+
+
+def test_a_file_that_is_not_a_dump_is_set_aside(tmp_path: Path) -> None:
+    dumps = tmp_path / "dumps"
+    dumps.mkdir()
+    (dumps / "readme.md").write_text("# Notes\n\nNothing to see.\n")
+    result = newsletter("ingest", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "Set aside: dumps/readme.md:1: not a recognised dump" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", ["send", "preview"])
+def test_an_unknown_subscriber_is_an_operator_error(tmp_path: Path, command: str) -> None:
+    _subscribers(tmp_path)
+    (tmp_path / "dumps").mkdir()
+    result = newsletter(command, "--subscriber", "nobody@example.org", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip().endswith(
+        "Error: nobody@example.org is not a valid entry in subscribers.yaml"
+    )
