@@ -302,9 +302,11 @@ def rank_dump_path(path: Path, keywords: Sequence[str], *, top: int, exclude: Se
     files = dump_files(path)
     if not files:
         raise DumpError("no dump files here", path=str(path))
-    unique: dict[str, Paper] = {}
+    unique: dict[str, Paper] = {}  # by normalised title, as the store matches them
     for file in files:
         for paper in read_dump(file).papers:
-            unique.setdefault(paper.paper_id, paper)
+            known = unique.get(paper.title_key)
+            if known is None or (known.arxiv_id is None and paper.arxiv_id):
+                unique[paper.title_key] = paper
     profile = Profile(keywords=tuple(keywords), exclude=tuple(exclude))
     return rank_papers(list(unique.values()), profile, max_papers=top)
