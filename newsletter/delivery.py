@@ -128,20 +128,33 @@ class SmtpTransport:
                 client = await self._connected()
                 await client.send_message(message)
                 return
-            except aiosmtplib.SMTPException as exc:
-                error = translate_smtp_error(exc, recipient)
-            except OSError as exc:  # refused or unreachable before SMTP even started
-                error = DeliveryError(
-                    f"cannot connect to {self.settings.smtp_host}:{self.settings.smtp_port}: {exc}",
-                    recipient=recipient,
-                )
+            except (aiosmtplib.SMTPException, OSError) as exc:
+                cause = exc
+                error = self._translate(exc, recipient)
             if error.permanent or attempt == MAX_ATTEMPTS:
-                raise error
+                raise error from cause
             await self._drop()
             delay = min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2 ** (attempt - 1))
             delay *= random.uniform(0.5, 1.0)  # jitter: do not retry in lockstep
             log.warning("%s; retry %d/%d in %.1fs", error, attempt, MAX_ATTEMPTS - 1, delay)
             await asyncio.sleep(delay)
+
+    def _translate(self, exc: aiosmtplib.SMTPException | OSError, recipient: str) -> DeliveryError:
+        where = f"{self.settings.smtp_host}:{self.settings.smtp_port}"
+        unverified = _certificate_failure(exc)
+        if unverified is not None:
+            # A configuration problem, not a network hiccup: retrying cannot fix it.
+            return DeliveryError(
+                f"the TLS certificate of {where} could not be verified "
+                f"({unverified.verify_message}); if the server uses a private CA, set "
+                "NEWSLETTER_SMTP_CA_FILE to that CA's certificate",
+                recipient=recipient,
+                permanent=True,
+            )
+        if isinstance(exc, aiosmtplib.SMTPException):
+            return translate_smtp_error(exc, recipient)
+        # refused or unreachable before SMTP even started
+        return DeliveryError(f"cannot connect to {where}: {exc}", recipient=recipient)
 
     async def _drop(self) -> None:
         client, self._client = self._client, None
@@ -155,6 +168,16 @@ class SmtpTransport:
                 await client.quit()
             except (aiosmtplib.SMTPException, OSError):
                 client.close()
+
+
+def _certificate_failure(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The certificate error behind `exc`: raw after STARTTLS, wrapped by aiosmtplib for TLS."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return seen
+        seen = seen.__cause__
+    return None
 
 
 def translate_smtp_error(exc: aiosmtplib.SMTPException, recipient: str) -> DeliveryError:
@@ -186,7 +209,15 @@ def translate_smtp_error(exc: aiosmtplib.SMTPException, recipient: str) -> Deliv
         return DeliveryError(f"{recipient}: SMTP timed out ({exc})", recipient=recipient)
     if isinstance(exc, aiosmtplib.SMTPServerDisconnected | aiosmtplib.SMTPConnectError):
         return DeliveryError(f"{recipient}: connection lost or refused ({exc})", recipient=recipient)
-    return DeliveryError(f"{recipient}: SMTP error: {exc}", recipient=recipient)
+    if isinstance(exc, aiosmtplib.SMTPNotSupported):  # e.g. SMTPUTF8 for a non-ASCII address
+        return DeliveryError(f"{recipient}: {exc}", recipient=recipient, permanent=True)
+    # What is left is the client refusing to go on (e.g. STARTTLS or AUTH not offered): the
+    # same settings meet the same refusal on every retry.
+    return DeliveryError(
+        f"{recipient}: SMTP error: {exc}; check NEWSLETTER_SMTP_SECURITY and NEWSLETTER_SMTP_PORT",
+        recipient=recipient,
+        permanent=True,
+    )
 
 
 def make_transport(settings: Settings) -> Transport:

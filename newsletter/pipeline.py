@@ -156,7 +156,7 @@ def plan_digest(store: Store, subscriber: Subscriber, *, now: datetime, domain: 
         ranked = {r.paper.paper_id: r for r in rank_papers(papers, profile_for(subscriber), max_papers=len(papers) or 1)}
         picks = tuple(ranked.get(p.paper_id, Ranked(p, 0.0, ())) for p in papers)
         return Plan(subscriber, day, picks, record.message_id, resend=True)
-    candidates = store.candidates(subscriber.email)
+    candidates = store.candidates(subscriber.email, day)
     if not candidates:
         return nothing("no new papers since the last digest")
     ranked = rank_papers(candidates, profile_for(subscriber), max_papers=subscriber.max_papers)
@@ -241,6 +241,7 @@ async def _deliver(store: Store, plan: Plan, settings: Settings, transport: Tran
         record = store.digest_for(email, plan.day)
         digest_id = record.id if record else 0
     else:
+        store.release_unsent(email, before=plan.day)
         digest_id = store.plan_digest(
             subscriber=email, day=plan.day, message_id=plan.message_id,
             paper_ids=[p.paper.paper_id for p in plan.picks],

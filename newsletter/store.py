@@ -6,7 +6,8 @@ Tables
   in two dumps is merged, keeping the richer metadata; `first_seen_at` drives selection.
 - `dump_papers`: which dump listed which paper.
 - `digests`: the delivery ledger, one row per (subscriber, digest day) with its state
-  (planned, sending, sent, failed), message id and SMTP error.
+  (planned, sending, sent, failed; abandoned once a later day gave its papers back), message
+  id and SMTP error.
 - `digest_papers`: which papers went into which digest; unique per (subscriber, paper), so the
   database itself refuses to record a paper twice for one subscriber.
 """
@@ -44,6 +45,7 @@ from newsletter.errors import ConfigError
 from newsletter.models import Paper
 
 SENT_STATES = ("sent",)
+RELEASABLE_STATES = ("failed", "planned", "abandoned")
 
 metadata = MetaData()
 
@@ -91,7 +93,7 @@ digests = Table(
     Column("id", Integer, primary_key=True),
     Column("subscriber", String(320), nullable=False),
     Column("digest_day", Date, nullable=False),
-    Column("status", String(16), nullable=False),  # planned | sending | sent | failed
+    Column("status", String(16), nullable=False),  # planned | sending | sent | failed | abandoned
     Column("message_id", String(255), nullable=False),
     Column("paper_count", Integer, nullable=False),
     Column("attempts", Integer, nullable=False, default=0),
@@ -264,16 +266,27 @@ class Store:
             rows = db.execute(select(dumps.c.status, func.count()).group_by(dumps.c.status))
             return {status: int(count) for status, count in rows}
 
-    def candidates(self, subscriber: str) -> list[Paper]:
-        """Papers never sent to `subscriber`, first seen since their last digest (else all)."""
+    def candidates(self, subscriber: str, day: date) -> list[Paper]:
+        """Papers never sent to `subscriber`, first seen since their last digest (else all).
+
+        Papers held by an earlier digest that certainly never arrived (see `release_unsent`)
+        count as not sent, so a preview sees what the next send will pick.
+        """
         with self._tx() as db:
             last = db.execute(
                 select(func.max(digests.c.created_at)).where(
                     digests.c.subscriber == subscriber, digests.c.status.in_(SENT_STATES)
                 )
             ).scalar_one()
-            sent = select(digest_papers.c.paper_id).where(digest_papers.c.subscriber == subscriber)
-            query = select(papers).where(papers.c.paper_id.not_in(sent))
+            held = (
+                select(digest_papers.c.paper_id)
+                .join(digests, digests.c.id == digest_papers.c.digest_id)
+                .where(
+                    digest_papers.c.subscriber == subscriber,
+                    ~(digests.c.status.in_(RELEASABLE_STATES) & (digests.c.digest_day < day)),
+                )
+            )
+            query = select(papers).where(papers.c.paper_id.not_in(held))
             if last is not None:
                 query = query.where(papers.c.first_seen_at > _as_utc(last))
             return [_paper_from_row(row._mapping) for row in db.execute(query)]
@@ -332,6 +345,29 @@ class Store:
                     )
                 )
         return DigestRecord(digest_id, subscriber, day, "planned", message_id, ids)
+
+    def release_unsent(self, subscriber: str, before: date) -> int:
+        """Give back the papers of earlier digests that certainly never arrived.
+
+        A digest left `failed` (the server refused it) or `planned` (never attempted) on an
+        earlier day is marked `abandoned` and its papers become candidates again, so a bad
+        morning does not lose them for good. A `sending` row is left alone: the server may
+        have accepted it just before a crash, and sending its papers again could repeat them.
+        """
+        with self._tx() as db:
+            stale = db.execute(
+                select(digests.c.id).where(
+                    digests.c.subscriber == subscriber,
+                    digests.c.digest_day < before,
+                    digests.c.status.in_(("failed", "planned")),  # not yet abandoned
+                )
+            ).scalars().all()
+            if stale:
+                db.execute(digest_papers.delete().where(digest_papers.c.digest_id.in_(stale)))
+                db.execute(
+                    update(digests).where(digests.c.id.in_(stale)).values(status="abandoned", updated_at=_now())
+                )
+        return len(stale)
 
     def mark(
         self, digest_id: int, status: str, *, error_code: int | None = None, error: str | None = None

@@ -27,3 +27,32 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         if name.startswith("NEWSLETTER_"):
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
+
+
+# Real SMTP servers (tests/smtpd.py) ---------------------------------------------------------
+# pytest puts tests/ first on sys.path, so `smtpd` here is tests/smtpd.py, not the stdlib
+# module of the same name (deprecated in 3.11, removed in 3.12).
+from collections.abc import Iterator  # noqa: E402
+
+from smtp_servers import RecordingHandler, SmtpServer, TlsMaterial, make_tls_material, smtp_server  # noqa: E402
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpServer]:
+    """A plain SMTP server on loopback with a recording, fault-injecting handler."""
+    with smtp_server(RecordingHandler()) as server:
+        yield server
+
+
+@pytest.fixture
+def tls_material(tmp_path: Path) -> TlsMaterial:
+    """A throwaway CA (trustme), its PEM file under tmp_path, and a server context it signed."""
+    directory = tmp_path / "tls"
+    directory.mkdir()
+    return make_tls_material(directory)
+
+
+@pytest.fixture
+def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the real retry loop but shrink its backoff to milliseconds."""
+    monkeypatch.setattr("newsletter.delivery.BACKOFF_BASE_SECONDS", 0.001)
