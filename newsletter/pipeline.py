@@ -17,6 +17,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from email.message import EmailMessage
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -25,7 +26,7 @@ from newsletter.errors import DeliveryError, DumpError
 from newsletter.message import compose_message, digest_message_id, unsubscribe_mailto
 from newsletter.models import Paper, ParsedDump, Ranked
 from newsletter.ranking import Profile, rank_papers
-from newsletter.render import Recipient, render_digest
+from newsletter.render import Recipient, RenderedDigest, render_digest
 from newsletter.settings import Settings
 from newsletter.sources import fallback_date_for, parse_dump
 from newsletter.store import Store
@@ -153,8 +154,9 @@ def plan_digest(store: Store, subscriber: Subscriber, *, now: datetime, domain: 
     if record is not None:
         # Planned before a crash or a failure: send the very same papers, same Message-ID.
         papers = store.papers_by_ids(record.paper_ids)
-        ranked = {r.paper.paper_id: r for r in rank_papers(papers, profile_for(subscriber), max_papers=len(papers) or 1)}
-        picks = tuple(ranked.get(p.paper_id, Ranked(p, 0.0, ())) for p in papers)
+        rescored = rank_papers(papers, profile_for(subscriber), max_papers=len(papers) or 1)
+        by_id = {r.paper.paper_id: r for r in rescored}  # for the "why" of each paper
+        picks = tuple(by_id.get(p.paper_id, Ranked(p, 0.0, ())) for p in papers)
         return Plan(subscriber, day, picks, record.message_id, resend=True)
     candidates = store.candidates(subscriber.email, day)
     if not candidates:
@@ -166,7 +168,7 @@ def plan_digest(store: Store, subscriber: Subscriber, *, now: datetime, domain: 
     return Plan(subscriber, day, picks, message_id)
 
 
-def _compose(plan: Plan, settings: Settings, now: datetime):  # -> (RenderedDigest, EmailMessage)
+def _compose(plan: Plan, settings: Settings, now: datetime) -> tuple[RenderedDigest, EmailMessage]:
     subscriber = plan.subscriber
     link = settings.unsubscribe_url or unsubscribe_mailto(settings.from_address, subscriber.email)
     rendered = render_digest(

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import (
     Column,
@@ -38,7 +39,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, CursorResult, Engine, Row
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from newsletter.errors import ConfigError
@@ -193,7 +194,7 @@ class Store:
         now = _now()
         new_count = 0
         with self._tx() as db:
-            dump_id = db.execute(
+            dump_id = _new_id(db.execute(
                 dumps.insert().values(
                     path=path,
                     sha256=sha256,
@@ -203,7 +204,7 @@ class Store:
                     status="ingested",
                     ingested_at=now,
                 )
-            ).inserted_primary_key[0]
+            ))
             linked: set[str] = set()
             for paper in dump_papers_:
                 paper_id, is_new = self._upsert_paper(db, paper, now)
@@ -243,7 +244,7 @@ class Store:
         return existing.paper_id, False
 
     @staticmethod
-    def _find_paper(db: Connection, paper: Paper) -> object | None:
+    def _find_paper(db: Connection, paper: Paper) -> Row[Any] | None:
         """The stored row for `paper`: same arXiv id, else same normalised title.
 
         Matching on the title too lets a text capture (no arXiv id) and a JSON capture of the
@@ -326,7 +327,7 @@ class Store:
         ids = tuple(paper_ids)
         now = _now()
         with self._tx() as db:
-            digest_id = db.execute(
+            digest_id = _new_id(db.execute(
                 digests.insert().values(
                     subscriber=subscriber,
                     digest_day=day,
@@ -337,7 +338,7 @@ class Store:
                     created_at=now,
                     updated_at=now,
                 )
-            ).inserted_primary_key[0]
+            ))
             for position, paper_id in enumerate(ids):
                 db.execute(
                     digest_papers.insert().values(
@@ -386,6 +387,13 @@ class Store:
         with self._tx() as db:
             query = select(digests).order_by(digests.c.digest_day, digests.c.subscriber)
             return [dict(row._mapping) for row in db.execute(query)]
+
+
+def _new_id(result: CursorResult[Any]) -> int:
+    key = result.inserted_primary_key
+    if key is None:  # only when the dialect cannot report it; SQLite and PostgreSQL do
+        raise RuntimeError("the database did not return the new row's id")
+    return int(key[0])
 
 
 def _paper_from_row(row: object) -> Paper:

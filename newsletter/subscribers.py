@@ -201,7 +201,10 @@ def parse_subscribers(
         where = locations[index - 1] if index - 1 < len(locations) else _Located(None, 1, {})
         label = str(raw.get("email", "no email")) if isinstance(raw, dict) else "?"
 
-        def problem(message: str, field: str | None = None) -> SubscriberProblem:
+        def problem(
+            message: str, field: str | None = None, *, where: _Located = where,
+            index: int = index, label: str = label,
+        ) -> SubscriberProblem:
             line = where.key_lines.get(field or "", where.line)
             return SubscriberProblem(path, line, index, label, message)
 
