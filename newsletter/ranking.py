@@ -1,9 +1,10 @@
 """Rank a batch of papers for a subscriber's keywords: lexical BM25 with phrases and a floor.
 
 This module owns tokenisation of paper text and keywords, the per-batch index (`PaperIndex`),
-scoring a `Profile` against it and choosing the picks. It is pure: papers and a profile in,
-`Ranked` values out. Build the index once per batch, then `rank` any number of profiles:
-scores are cached per term and per keyword, so a profile costs a few vector operations.
+scoring a `Profile` against it and choosing the picks. It is pure: papers and profiles in,
+`Ranked` values out. Build the index once per batch of papers, then rank any number of
+profiles against it: score vectors are cached per term and per keyword, and `rank_many` scores
+a chunk of profiles as (profile, keyword, paper) arrays, with no loop over profile x paper.
 
 Rules
 - Tokens: NFKC, accents stripped, case-folded; a token is a run of letters or a run of digits,
@@ -20,7 +21,9 @@ Rules
   in the field), the BM25 of the tokens plus that of the pairs; several words scattered,
   SCATTERED_WEIGHT x the BM25 of the tokens. A field holding only some of the words scores 0:
   "time" alone is not "test-time". Phrases of three or more words are checked pair by pair
-  ("a b" and "b c" anywhere in the field), an approximation of exact adjacency.
+  ("a b" and "b c" anywhere in the field), an approximation of exact adjacency. `matched`
+  lists, in profile order, the keywords that matched and the fields where they did. Keywords
+  with the same tokens ("LLM", "LLMs") count once, under the first spelling.
 - A keyword's score in a paper is TITLE_WEIGHT x title + abstract. A paper's score is its best
   keyword plus SECONDARY_WEIGHT x the others: several keywords count, yet one keyword squarely
   in the title beats three brushed once in the abstract.
@@ -32,11 +35,12 @@ Rules
 - Floor: only papers that matched at least one keyword as a whole appear at all (score > 0),
   so a profile that matches nothing gets no picks: there is no filler. A paper clears the floor
   when its score is at least FLOOR_FRACTION x the best paper's score in this ranking, or when its
-  score for one keyword is at least FLOOR_FRACTION x the best score any paper got for that
-  keyword (so a keyword whose best paper today is modest is not drowned by another keyword's
-  strong matches). The picks are the first `max_papers` papers in rank order that clear the
-  floor; a paper below the floor can sit between picks in the ranking. The floor is relative
-  because BM25's scale depends on the batch and on the query: no absolute constant fits all.
+  score for one keyword occurring as written (in phrase) is at least FLOOR_FRACTION x the best
+  such score any paper got for that keyword (so a keyword whose best paper today is modest is
+  not drowned by another keyword's strong matches). The picks are the first `max_papers`
+  papers in rank order that clear the floor, so a paper below the floor can sit between picks.
+  The floor is relative because BM25's scale depends on the batch and on the query: no
+  absolute constant fits all.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import islice
 
 import bm25s
 import numpy as np
@@ -63,6 +68,7 @@ BM25_METHOD = "lucene"
 BM25_K1 = 1.2  # Lucene's defaults
 BM25_B = 0.75
 STEMMER_LANGUAGE = "english"
+BATCH_PROFILES = 128  # profiles scored together by `rank_many` (bounds its memory)
 
 _TOKEN = re.compile(r"[^\W\d_]+|\d+")
 # Snowball keeps the "s" of a plural without a vowel ("llms"): fold acronym plurals ourselves.
@@ -70,6 +76,7 @@ _ACRONYM_PLURAL = re.compile(r"[b-df-hj-np-tv-xz]{2,}s")
 _PAIR_SEPARATOR = " "  # never inside a token, so "a b" cannot collide with a word
 _FIELD_NAMES = {1: ("title",), 2: ("abstract",), 3: ("title", "abstract")}
 _STEMMER = Stemmer.Stemmer(STEMMER_LANGUAGE)
+_TINY = np.finfo(np.float32).tiny
 
 # bm25s sets its own logger to DEBUG, which would print "Building index" lines through any
 # handler the CLI installs; its warnings still get through.
@@ -97,7 +104,10 @@ def _fold(text: str) -> str:
 def tokenize(text: str) -> list[str]:
     """The stemmed, case-folded word tokens of `text`, in order."""
     stems = _STEMMER.stemWords(_TOKEN.findall(_fold(text)))
-    return [stem[:-1] if _ACRONYM_PLURAL.fullmatch(stem) else stem for stem in stems]
+    return [
+        stem[:-1] if stem[-1:] == "s" and _ACRONYM_PLURAL.fullmatch(stem) else stem
+        for stem in stems
+    ]
 
 
 @lru_cache(maxsize=65536)
@@ -124,11 +134,7 @@ class _Field:
 
     @classmethod
     def from_texts(cls, texts: Sequence[str]) -> _Field:
-        documents = []
-        for text in texts:
-            tokens = tokenize(text)
-            documents.append(tokens + _pairs(tokens))
-        return cls(documents)
+        return cls([tokens + _pairs(tokens) for tokens in map(tokenize, texts)])
 
     def term_scores(self, term: str) -> np.ndarray:
         """BM25 of one term (a token or a pair) in every paper; 0 where it does not occur."""
@@ -147,7 +153,7 @@ class _Field:
         word_sum = np.sum(words, axis=0)
         present = np.logical_and.reduce([w > 0 for w in words])
         if len(terms) == 1:
-            return np.where(present, word_sum, 0.0), present, present
+            return word_sum, present, present
         pairs = [self.term_scores(pair) for pair in dict.fromkeys(_pairs(terms))]
         in_phrase = present & np.logical_and.reduce([p > 0 for p in pairs])
         score = np.where(
@@ -160,35 +166,31 @@ class _Field:
 
 @dataclass(frozen=True)
 class _KeywordVectors:
-    score: np.ndarray  # float, TITLE_WEIGHT * title + abstract, per paper
-    fields: np.ndarray  # int64, 1 = matched in title, 2 = in abstract, 3 = both, per paper
+    score: np.ndarray  # float32, TITLE_WEIGHT * title + abstract, per paper
+    as_written: np.ndarray  # float32, the same counting only fields holding it in phrase
+    fields: np.ndarray  # uint8, 1 = matched in title, 2 = in abstract, 3 = both, per paper
 
 
 class PaperIndex:
-    """The papers of one batch, indexed once, against which many profiles are ranked."""
+    """The papers of one batch, indexed once, against which many profiles are ranked.
 
-    def __init__(self, papers: Sequence[Paper], title: _Field, abstract: _Field) -> None:
-        self.papers: tuple[Paper, ...] = tuple(papers)
-        self._title = title
-        self._abstract = abstract
-        # Position of each paper in (upvotes descending, title) order: the tie-break as one key.
-        tie_order = sorted(
-            range(len(self.papers)),
-            key=lambda i: (-(self.papers[i].upvotes or 0), _fold(self.papers[i].title)),
+    `papers` is held in tie-break order (upvotes descending, then title), so that a stable sort
+    on score alone yields the full ranking order.
+    """
+
+    def __init__(self, papers: Sequence[Paper]) -> None:
+        self.papers: tuple[Paper, ...] = tuple(
+            sorted(papers, key=lambda paper: (-(paper.upvotes or 0), _fold(paper.title)))
         )
-        self.tie_break = np.empty(len(self.papers), dtype=np.int64)
-        self.tie_break[tie_order] = np.arange(len(self.papers))
+        self._title = _Field.from_texts([paper.title for paper in self.papers])
+        self._abstract = _Field.from_texts([paper.abstract for paper in self.papers])
         self._keywords: dict[Terms, _KeywordVectors] = {}
         self._excluded: dict[Terms, np.ndarray] = {}
 
     @classmethod
     def build(cls, papers: Sequence[Paper]) -> PaperIndex:
         """Tokenise and index the title and abstract of every paper."""
-        return cls(
-            papers,
-            _Field.from_texts([paper.title for paper in papers]),
-            _Field.from_texts([paper.abstract for paper in papers]),
-        )
+        return cls(papers)
 
     def __len__(self) -> int:
         return len(self.papers)
@@ -197,11 +199,13 @@ class PaperIndex:
         """Score and matched fields of one keyword in every paper (cached per keyword)."""
         vectors = self._keywords.get(terms)
         if vectors is None:
-            title_score, in_title, _ = self._title.keyword_scores(terms)
-            abstract_score, in_abstract, _ = self._abstract.keyword_scores(terms)
+            title, in_title, title_phrase = self._title.keyword_scores(terms)
+            abstract, in_abstract, abstract_phrase = self._abstract.keyword_scores(terms)
+            as_written = TITLE_WEIGHT * title * title_phrase + abstract * abstract_phrase
             vectors = _KeywordVectors(
-                score=TITLE_WEIGHT * title_score + abstract_score,
-                fields=in_title.astype(np.int64) | (in_abstract.astype(np.int64) << 1),
+                score=(TITLE_WEIGHT * title + abstract).astype(np.float32),
+                as_written=as_written.astype(np.float32),
+                fields=in_title.astype(np.uint8) | (in_abstract.astype(np.uint8) << 1),
             )
             self._keywords[terms] = vectors
         return vectors
@@ -226,61 +230,116 @@ def _profile_keywords(keywords: Sequence[str]) -> list[tuple[str, Terms]]:
 
 
 @lru_cache(maxsize=65536)
-def _keyword_match(keyword: str, fields_code: int) -> KeywordMatch:
-    return KeywordMatch(keyword, _FIELD_NAMES[fields_code])
+def _explanation(keywords: tuple[str, ...], pattern: bytes) -> tuple[KeywordMatch, ...]:
+    """The `matched` tuple for one pattern of field codes, one byte per keyword (papers with
+    the same pattern share one tuple; bytes past the profile's keywords are padding)."""
+    matches = zip(keywords, pattern)
+    return tuple(KeywordMatch(keyword, _FIELD_NAMES[code]) for keyword, code in matches if code)
 
 
-def _ranking(
-    index: PaperIndex, profile: Profile, max_papers: int, *, picked_only: bool
-) -> list[Ranked]:
-    if max_papers < 0:
-        raise ValueError(f"max_papers must be 0 or more, not {max_papers}")
-    keywords = _profile_keywords(profile.keywords)
-    if not keywords or not len(index):
-        return []
-    vectors = [index.keyword_vectors(terms) for _, terms in keywords]
-    scores = np.stack([vector.score for vector in vectors])
-    best = scores.max(axis=0)
-    total = best + SECONDARY_WEIGHT * (scores.sum(axis=0) - best)
-    keep = total > 0
-    for terms in {keyword_terms(keyword) for keyword in profile.exclude} - {()}:
-        keep &= ~index.excluded_by(terms)
-    rows = np.flatnonzero(keep)
-    if not rows.size:
-        return []
+def _rank_chunk(
+    index: PaperIndex, profiles: Sequence[Profile], max_papers: int, picks_only: bool
+) -> list[list[Ranked]]:
+    """The rules of the module docstring, as array operations over (profile, keyword, paper)."""
+    keyword_lists = [_profile_keywords(profile.keywords) for profile in profiles]
+    width = max(map(len, keyword_lists), default=0)
+    if not len(index) or not width:
+        return [[] for _ in profiles]
+    # Each distinct keyword of the chunk is one row of a matrix; profiles gather their rows
+    # (padding with an all-zero last row) into (profile, keyword, paper) arrays.
+    slots: dict[Terms, int] = {}
+    slot_of = np.full((len(profiles), width), -1, dtype=np.intp)
+    for row, keywords in enumerate(keyword_lists):
+        slot_of[row, : len(keywords)] = [slots.setdefault(t, len(slots)) for _, t in keywords]
+    vectors = [index.keyword_vectors(terms) for terms in slots]
+    zeros = np.zeros(len(index), dtype=np.float32)
+    scores = np.stack([v.score for v in vectors] + [zeros])[slot_of]
+    as_written = np.stack([v.as_written for v in vectors] + [zeros])[slot_of]
+    fields = np.stack([v.fields for v in vectors] + [zeros.astype(np.uint8)])[slot_of]
+    keep = np.ones((len(profiles), len(index)), dtype=bool)
+    for row, profile in enumerate(profiles):
+        for terms in {keyword_terms(keyword) for keyword in profile.exclude} - {()}:
+            keep[row] &= ~index.excluded_by(terms)
 
-    rounded = np.round(total[rows], SCORE_DECIMALS)
-    order = np.lexsort((index.tie_break[rows], -rounded))
-    rows, rounded = rows[order], rounded[order]
+    best = scores.max(axis=1)
+    total = best.astype(np.float64) + SECONDARY_WEIGHT * (scores.sum(axis=1) - best)
+    total = np.round(total, SCORE_DECIMALS)
+    keep &= total > 0
+    as_written *= keep[:, None, :]  # excluded papers set no keyword's floor
     # The floor of the profile as a whole, or of one keyword: a keyword whose best paper this
     # batch is modest still gets that paper picked beside another keyword's strong matches.
-    keyword_scores = scores[:, rows]
-    keyword_floor = FLOOR_FRACTION * keyword_scores.max(axis=1, keepdims=True)
-    above_keyword_floor = (keyword_scores > 0) & (keyword_scores >= keyword_floor)
-    above_floor = (rounded >= FLOOR_FRACTION * rounded[0]) | above_keyword_floor.any(axis=0)
-    picked = above_floor & (np.cumsum(above_floor) <= max_papers)
-    if picked_only:
-        rows, rounded, picked = rows[picked], rounded[picked], picked[picked]
+    # Only a keyword occurring as written counts there: scattered words ride on no floor of
+    # their own. (The tiny bound keeps a keyword that matched nothing from passing anything.)
+    keyword_floor = np.maximum(FLOOR_FRACTION * as_written.max(axis=2, keepdims=True), _TINY)
+    above_keyword_floor = (as_written >= keyword_floor).any(axis=1)
+    profile_floor = FLOOR_FRACTION * np.where(keep, total, 0).max(axis=1, keepdims=True)
+    above_floor = keep & ((total >= profile_floor) | above_keyword_floor)
+    order, picked, selected = _order(total, keep, above_floor, max_papers, picks_only)
 
-    # Each paper's matched fields as one integer, two bits per keyword (Python ints past 31
-    # keywords); papers sharing a pattern share one `matched` tuple.
-    codes = np.zeros(rows.size, dtype=np.int64 if len(vectors) <= 31 else object)
-    for position, vector in enumerate(vectors):
-        codes |= vector.fields[rows].astype(codes.dtype) << (2 * position)
-    explanations: dict[int, tuple[KeywordMatch, ...]] = {}
-    for code in set(codes.tolist()):
-        explanations[code] = tuple(
-            _keyword_match(keyword, (code >> (2 * position)) & 3)
-            for position, (keyword, _) in enumerate(keywords)
-            if (code >> (2 * position)) & 3
-        )
+    # Everything selected, in (profile, rank) order, turned into Python values in one go.
+    rows, ranks = np.nonzero(selected)
+    papers_at = order[rows, ranks]
+    patterns_blob = np.ascontiguousarray(fields[rows, :, papers_at]).tobytes()
+    columns = zip(
+        papers_at.tolist(),
+        total[rows, papers_at].tolist(),
+        [patterns_blob[start : start + width] for start in range(0, len(patterns_blob), width)],
+        picked[rows, ranks].tolist(),
+    )
     papers = index.papers
-    return [
-        Ranked(papers[row], score, explanations[code], is_picked)
-        for row, score, code, is_picked in zip(
-            rows.tolist(), rounded.tolist(), codes.tolist(), picked.tolist()
+    results = []
+    for keywords, count in zip(keyword_lists, selected.sum(axis=1).tolist()):
+        names = tuple(keyword for keyword, _ in keywords)
+        results.append(
+            [
+                Ranked(papers[at], score, _explanation(names, pattern), is_picked)
+                for at, score, pattern, is_picked in islice(columns, count)
+            ]
         )
-    ]
+    return results
+
+
+def _order(
+    total: np.ndarray, keep: np.ndarray, above_floor: np.ndarray, max_papers: int, picks_only: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(paper positions in rank order, picked, selected for output), each (profile, rank).
+
+    Papers are stored in tie-break order, so the key (score in units of the last decimal kept,
+    then position) is unique and any sort gives the ranking order. For the picks alone, a
+    partition finds the `max_papers` best papers above the floor and only those are sorted.
+    """
+    papers = total.shape[1]
+    positions = np.arange(papers, dtype=np.int64)
+    sort_key = -np.rint(total * 10**SCORE_DECIMALS).astype(np.int64) * papers + positions
+    last = np.iinfo(np.int64).max
+    if picks_only:
+        cut = min(max_papers, papers)
+        key = np.where(above_floor, sort_key, last)
+        order = np.argpartition(key, cut - 1, axis=1)[:, :cut] if cut else key[:, :0]
+        order = np.take_along_axis(order, np.argsort(np.take_along_axis(key, order, 1), 1), 1)
+        picked = np.take_along_axis(key, order, axis=1) < last
+        return order, picked, picked
+    order = np.argsort(np.where(keep, sort_key, last), axis=1)
+    above_floor = np.take_along_axis(above_floor, order, axis=1)
+    picked = above_floor & (np.cumsum(above_floor, axis=1) <= max_papers)
+    return order, picked, positions < keep.sum(axis=1, keepdims=True)
+
+
+def rank_many(
+    index: PaperIndex, profiles: Sequence[Profile], *, max_papers: int, picks_only: bool = False
+) -> list[list[Ranked]]:
+    """`rank` for many profiles at once, vectorised in chunks of BATCH_PROFILES profiles.
+
+    With `picks_only`, each list holds only the picks: what a digest needs, at a fraction of
+    the cost of building a `Ranked` for every matching paper.
+    """
+    if max_papers < 0:
+        raise ValueError(f"max_papers must be 0 or more, not {max_papers}")
+    results: list[list[Ranked]] = []
+    for start in range(0, len(profiles), BATCH_PROFILES):
+        chunk = profiles[start : start + BATCH_PROFILES]
+        results.extend(_rank_chunk(index, chunk, max_papers, picks_only))
+    return results
 
 
 def rank(index: PaperIndex, profile: Profile, *, max_papers: int) -> list[Ranked]:
@@ -288,12 +347,7 @@ def rank(index: PaperIndex, profile: Profile, *, max_papers: int) -> list[Ranked
 
     Papers matching an `exclude` keyword are left out of the result altogether.
     """
-    return _ranking(index, profile, max_papers, picked_only=False)
-
-
-def pick(index: PaperIndex, profile: Profile, *, max_papers: int) -> list[Ranked]:
-    """Only the picks of `rank`, best first: what a digest needs, without the rest's cost."""
-    return _ranking(index, profile, max_papers, picked_only=True)
+    return rank_many(index, [profile], max_papers=max_papers)[0]
 
 
 def rank_papers(papers: Sequence[Paper], profile: Profile, *, max_papers: int) -> list[Ranked]:
