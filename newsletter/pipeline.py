@@ -84,7 +84,11 @@ def ingest_dumps(store: Store, path: Path, progress: Progress | None = None) -> 
     report = IngestReport()
     for file in dump_files(path):
         report.files += 1
-        content = file.read_bytes()
+        try:
+            content = file.read_bytes()
+        except OSError as exc:  # unreadable now; not recorded, so it is tried again next time
+            report.rejected.append(f"{file}: cannot read the file: {exc.strerror}")
+            continue
         digest = hashlib.sha256(content).hexdigest()
         if store.dump_seen(digest):
             report.unchanged += 1
@@ -279,7 +283,13 @@ async def send_digests_async(
                 continue
             if progress:
                 progress(f"sending to {subscriber.email}")
-            outcomes.append(await _deliver(store, plan, settings, transport, now))
+            try:
+                outcomes.append(await _deliver(store, plan, settings, transport, now))
+            except DeliveryError:
+                raise  # _deliver records these itself; reaching here would be a bug
+            except Exception as exc:  # noqa: BLE001 - one subscriber's bug must not stop the rest
+                log.exception("digest for %s could not be built or recorded", subscriber.email)
+                outcomes.append(Outcome(subscriber.email, "failed", detail=f"internal error: {exc!r}"))
     finally:
         await transport.close()
     return outcomes

@@ -362,3 +362,4 @@ def test_preview_writes_files_and_touches_nothing(
     # a dry run changes nothing: the real run afterwards sends the same digest
     sent = send(ingested, subscribers, settings, DAY_ONE)
     assert sent[ADA].status == "sent" and sent[ADA].subject == outcomes[0].subject
+
