@@ -126,7 +126,7 @@ class Plan:
     picks: tuple[Ranked, ...]
     message_id: str
     reason: str = ""  # set when nothing is to be sent
-    resend: bool = False  # a ledger row exists for today that did not reach `sent`
+    digest_id: int | None = None  # today's ledger row, when one exists that is not `sent`
 
     @property
     def sendable(self) -> bool:
@@ -161,7 +161,7 @@ def plan_digest(store: Store, subscriber: Subscriber, *, now: datetime, domain: 
         rescored = rank_papers(papers, profile_for(subscriber), max_papers=len(papers) or 1)
         by_id = {r.paper.paper_id: r for r in rescored}  # for the "why" of each paper
         picks = tuple(by_id.get(p.paper_id, Ranked(p, 0.0, ())) for p in papers)
-        return Plan(subscriber, day, picks, record.message_id, resend=True)
+        return Plan(subscriber, day, picks, record.message_id, digest_id=record.id)
     candidates = store.candidates(subscriber.email, day)
     if not candidates:
         return nothing("no new papers since the last digest")
@@ -243,10 +243,8 @@ def preview(
 async def _deliver(store: Store, plan: Plan, settings: Settings, transport: Transport, now: datetime) -> Outcome:
     email = plan.subscriber.email
     rendered, message = _compose(plan, settings, now)
-    if plan.resend:
-        record = store.digest_for(email, plan.day)
-        digest_id = record.id if record else 0
-    else:
+    digest_id = plan.digest_id
+    if digest_id is None:
         store.release_unsent(email, before=plan.day)
         digest_id = store.plan_digest(
             subscriber=email, day=plan.day, message_id=plan.message_id,
@@ -285,8 +283,6 @@ async def send_digests_async(
                 progress(f"sending to {subscriber.email}")
             try:
                 outcomes.append(await _deliver(store, plan, settings, transport, now))
-            except DeliveryError:
-                raise  # _deliver records these itself; reaching here would be a bug
             except Exception as exc:  # noqa: BLE001 - one subscriber's bug must not stop the rest
                 log.exception("digest for %s could not be built or recorded", subscriber.email)
                 outcomes.append(Outcome(subscriber.email, "failed", detail=f"internal error: {exc!r}"))
