@@ -6,10 +6,12 @@ one `Error: ...` line with exit code 1; anything else is a bug and keeps its tra
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import sys
 import webbrowser
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,10 +22,13 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
-from newsletter import pipeline
+from email_validator import EmailNotValidError, validate_email
+
+from newsletter import pipeline, sending
 from newsletter.delivery import make_transport
 from newsletter.errors import NewsletterError
 from newsletter.settings import Settings, load_settings
+from newsletter.smtp_check import check_smtp
 from newsletter.store import Store
 from newsletter.subscribers import Subscriber, SubscriberList, load_subscribers
 
@@ -116,14 +121,45 @@ def _ingest(store: Store, settings: Settings, path: Path | None = None) -> pipel
     return report
 
 
+SUMMARY_ROWS = 50  # past this many subscribers, the table groups the outcomes by reason
+
+
 def _summary(title: str, outcomes: list[pipeline.Outcome]) -> None:
+    """One row per subscriber; for a long list, the failures alone and the rest by reason."""
+    colours = {"sent": "green", "previewed": "green", "failed": "red", "skipped": "yellow"}
+    if len(outcomes) > SUMMARY_ROWS:
+        _grouped_summary(title, outcomes, colours)
+        return
     table = Table(title=title, title_justify="left")
     for column in ("subscriber", "status", "papers", "detail"):
         table.add_column(column, overflow="fold")
-    colours = {"sent": "green", "previewed": "green", "failed": "red", "skipped": "yellow"}
     for o in outcomes:
         detail = o.subject if o.status in ("sent", "previewed") else o.detail
+        if o.attempts > 1:
+            detail = f"{detail} (after {o.attempts} attempts)"
         table.add_row(o.subscriber, f"[{colours[o.status]}]{o.status}[/]", str(o.papers), detail)
+    out.print(table)
+
+
+def _grouped_summary(title: str, outcomes: list[pipeline.Outcome], colours: dict[str, str]) -> None:
+    failed = [o for o in outcomes if o.status == "failed"]
+    if failed:
+        table = Table(title=f"{title}: failures", title_justify="left")
+        for column in ("subscriber", "attempts", "reason"):
+            table.add_column(column, overflow="fold")
+        for o in failed[:SUMMARY_ROWS]:
+            table.add_row(o.subscriber, str(o.attempts), o.detail)
+        out.print(table)
+        if len(failed) > SUMMARY_ROWS:
+            out.print(f"… and {len(failed) - SUMMARY_ROWS} more failures (see the log or the ledger)")
+    groups: Counter[tuple[str, str]] = Counter(
+        (o.status, "" if o.status in ("sent", "previewed") else o.detail) for o in outcomes if o.status != "failed"
+    )
+    table = Table(title=title, title_justify="left")
+    for column in ("status", "subscribers", "reason"):
+        table.add_column(column, overflow="fold")
+    for (status, reason), count in groups.most_common():
+        table.add_row(f"[{colours[status]}]{status}[/]", str(count), reason)
     out.print(table)
 
 
@@ -154,26 +190,88 @@ def preview(
 
 
 @app.command()
-def send(subscriber: SubscriberOption = None) -> None:
+def send(
+    subscriber: SubscriberOption = None,
+    to: Annotated[
+        str | None,
+        typer.Option("--to", help="Send one test copy to this address instead: no ledger, no suppression."),
+    ] = None,
+) -> None:
     """Ingest what is new, then deliver today's digests now.
 
     Uses SMTP when NEWSLETTER_SMTP_HOST is set, else writes .eml files to NEWSLETTER_OUTBOX_DIR.
-    Safe to repeat: nobody gets a second digest for the same day. Exits 1 if any delivery failed.
+    Safe to repeat: nobody gets a second digest for the same day. Exits 1 if any delivery
+    failed or the run stopped early. With --to, sends the digest of --subscriber (default: the
+    first active one) to that address as a "[test]" copy and records nothing.
     """
     settings = _settings()
+    if to is not None:
+        _send_test(settings, to, subscriber)
+        return
     chosen = _subscribers(settings, subscriber)
     with _operator_errors():
         store = Store(settings.database_url)
         _ingest(store, settings)
-        outcomes = _with_progress(
+        report = _with_progress(
             "Sending…",
-            lambda p: pipeline.send_digests(store, chosen, settings, make_transport(settings), progress=p),
+            lambda p: sending.send_digests(store, chosen, settings, make_transport(settings), progress=p),
         )
-    _summary("Delivery", outcomes)
-    counts = {s: sum(o.status == s for o in outcomes) for s in ("sent", "skipped", "failed")}
-    out.print(f"{counts['sent']} sent, {counts['skipped']} skipped, {counts['failed']} failed.")
-    if counts["failed"]:
+    _summary("Delivery", report.outcomes)
+    out.print(report.summary(), highlight=False, soft_wrap=True)
+    if not report.ok:
         raise typer.Exit(1)
+
+
+def _send_test(settings: Settings, to: str, only: str | None) -> None:
+    try:
+        address = validate_email(to, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        _fail(f"--to {to!r} is not an email address: {exc}")
+    candidates = [s for s in _subscribers(settings, only) if only or s.active]
+    if not candidates:
+        _fail(f"no active subscriber in {settings.subscribers_file} to take the digest from; name one with --subscriber")
+    with _operator_errors():
+        store = Store(settings.database_url)
+        _ingest(store, settings)
+        outcome = sending.send_test(store, candidates[0], address, settings, make_transport(settings))
+    out.print(
+        f"Sent {candidates[0].email}'s digest ({outcome.papers} papers) to {address} "
+        f"via {'SMTP' if settings.uses_smtp else 'the outbox ' + str(settings.outbox_dir)}: {outcome.subject}",
+        highlight=False, soft_wrap=True,
+    )
+
+
+@app.command()
+def suppressed(
+    clear: Annotated[
+        str | None, typer.Option("--clear", help="Mail this address again: forget its failures.")
+    ] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Also list addresses with failures below the threshold.")] = False,
+) -> None:
+    """List addresses that are no longer mailed after repeated permanent failures."""
+    settings = _settings()
+    with _operator_errors():
+        store = Store(settings.database_url)
+        if clear is not None:
+            if not store.clear_suppression(clear):
+                _fail(f"{clear} is not on the suppression list")
+            out.print(f"Cleared {clear}: it will be mailed again from the next run.", highlight=False)
+            return
+        rows = store.suppressions(include_pending=all_)
+    if not rows:
+        out.print("No suppressed addresses.")
+        return
+    table = Table(
+        title=f"Suppressed after {settings.suppress_after} permanent failures in a row "
+        "(clear one with --clear ADDRESS)",
+        title_justify="left",
+    )
+    for column in ("address", "failures", "since", "last error"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        since = f"{row.suppressed_at:%Y-%m-%d %H:%M}" if row.suppressed_at else "(not yet)"
+        table.add_row(row.address, str(row.failures), since, row.last_error or "")
+    out.print(table)
 
 
 @app.command()
@@ -225,7 +323,11 @@ def rank(
 
 
 @app.command()
-def check() -> None:
+def check(
+    smtp: Annotated[
+        bool, typer.Option("--smtp", help="Also connect to the SMTP server: TLS, login, quit; sends nothing.")
+    ] = False,
+) -> None:
     """Validate settings, the subscribers file and the dumps; exit 1 on any problem."""
     settings = _settings()
     out.print(f"Settings: ok (transport: {'SMTP ' + str(settings.smtp_host) if settings.uses_smtp else 'outbox ' + str(settings.outbox_dir)})")
@@ -249,9 +351,22 @@ def check() -> None:
         for issue in parsed.issues:
             console.print(f"[yellow]Dump:[/] {file}:{issue.line}: {issue.reason}", highlight=False)
     out.print(f"Dumps: {len(files)} files in {settings.dumps_dir}")
+    if smtp:
+        failed = not _check_smtp(settings) or failed
     if failed:
         raise typer.Exit(1)
     out.print("All good.")
+
+
+def _check_smtp(settings: Settings) -> bool:
+    if not settings.uses_smtp:
+        console.print("[red]SMTP:[/] NEWSLETTER_SMTP_HOST is not set; digests go to the outbox folder")
+        return False
+    steps = asyncio.run(check_smtp(settings))
+    for step in steps:
+        mark = "[green]ok[/]  " if step.ok else "[red]FAIL[/]"
+        out.print(f"SMTP {mark} {step.name:<8} {step.detail} ({step.seconds * 1000:.0f} ms)", highlight=False, soft_wrap=True)
+    return bool(steps) and all(step.ok for step in steps)
 
 
 @app.command()

@@ -1,8 +1,9 @@
 """Transports: how a composed message leaves. The only module that imports aiosmtplib.
 
-    Transport (protocol)   async send(message); async close()
+    Transport (protocol)   async send(message) -> attempts; async close()
     ├── OutboxTransport    the embedded default: one .eml file per message in a folder
-    └── SmtpTransport      aiosmtplib over one reused connection (STARTTLS / TLS / none, AUTH)
+    └── SmtpTransport      aiosmtplib over a pool of reused connections (STARTTLS / TLS /
+                           none, AUTH), paced by a shared rate limit
 
 Every aiosmtplib error is translated here into `DeliveryError` with the recipient, the SMTP
 code and whether it is permanent (5xx) or worth retrying (4xx, timeouts, dropped or refused
@@ -18,6 +19,7 @@ import random
 import re
 import ssl
 import tempfile
+from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Protocol
@@ -25,6 +27,7 @@ from typing import Protocol
 import aiosmtplib
 
 from newsletter.errors import DeliveryError
+from newsletter.pacing import Pacer
 from newsletter.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -33,12 +36,16 @@ MAX_ATTEMPTS = 4
 BACKOFF_BASE_SECONDS = 1.0
 BACKOFF_MAX_SECONDS = 30.0
 _UNSAFE_FILENAME = re.compile(r"[^A-Za-z0-9._@-]+")
+_THROTTLE_WORDS = re.compile(r"rate|too many|throttl|slow down", re.IGNORECASE)
 
 
 class Transport(Protocol):
     name: str
+    concurrency: int  # how many `send` calls may usefully run at once
 
-    async def send(self, message: EmailMessage) -> None: ...
+    async def send(self, message: EmailMessage) -> int:
+        """Deliver the message; return the number of attempts it took."""
+        ...
 
     async def close(self) -> None: ...
 
@@ -51,6 +58,7 @@ class OutboxTransport:
     """Writes each message to `<outbox>/<message file>.eml`, atomically (temp file + rename)."""
 
     name = "outbox"
+    concurrency = 1
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
@@ -60,7 +68,7 @@ class OutboxTransport:
         stem = _UNSAFE_FILENAME.sub("_", f"{_recipient(message)}_{message_id}")
         return self.directory / f"{stem}.eml"
 
-    async def send(self, message: EmailMessage) -> None:
+    async def send(self, message: EmailMessage) -> int:
         target = self.path_for(message)
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
@@ -70,6 +78,7 @@ class OutboxTransport:
                 stream.flush()
                 os.fsync(stream.fileno())
             os.replace(temp, target)
+            return 1
         except OSError as exc:
             raise DeliveryError(
                 f"cannot write {target}: {exc.strerror}; check NEWSLETTER_OUTBOX_DIR",
@@ -80,7 +89,7 @@ class OutboxTransport:
         return None
 
 
-def _tls_context(settings: Settings) -> ssl.SSLContext:
+def tls_context(settings: Settings) -> ssl.SSLContext:
     """Verification on by default; a private CA is trusted only when named explicitly."""
     context = ssl.create_default_context(
         cafile=str(settings.smtp_ca_file) if settings.smtp_ca_file else None
@@ -92,14 +101,49 @@ def _tls_context(settings: Settings) -> ssl.SSLContext:
     return context
 
 
+@dataclass
+class _Connection:
+    client: aiosmtplib.SMTP
+    sent: int = 0
+
+
+def _envelope_options(client: aiosmtplib.SMTP, sender: str, recipient: str) -> list[str]:
+    """MAIL FROM options, as aiosmtplib's send_message would choose them."""
+    options = []
+    if not (sender + recipient).isascii():
+        if not client.supports_extension("smtputf8"):
+            raise aiosmtplib.SMTPNotSupported(
+                "the address is not ASCII and this server does not support SMTPUTF8"
+            )
+        options.append("SMTPUTF8")
+    if client.supports_extension("8bitmime"):
+        options.append("BODY=8BITMIME")
+    return options
+
+
 class SmtpTransport:
-    """One SMTP connection, opened on first use, reused, reopened after a drop."""
+    """A pool of up to NEWSLETTER_SMTP_CONNECTIONS connections, each reused for many messages.
+
+    `send` may be awaited by several tasks at once: each takes an idle connection (or opens
+    one, up to the pool size), sends, and hands it back. A connection that errs at the socket
+    level is dropped and replaced by a fresh one on the next send; one that has carried
+    NEWSLETTER_SMTP_MESSAGES_PER_CONNECTION messages is closed with QUIT and replaced, since
+    some providers silently drop connections past a cap. Every attempt first waits for the
+    shared `Pacer`, which enforces NEWSLETTER_RATE_LIMIT and slows down on throttling replies.
+
+    The message goes out as `message.as_bytes()`, exactly the bytes a DKIM signature covers.
+    """
 
     name = "smtp"
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, pacer: Pacer | None = None) -> None:
         self.settings = settings
-        self._client: aiosmtplib.SMTP | None = None
+        self.concurrency = settings.smtp_connections
+        self.pacer = pacer or Pacer(settings.rate_limit)
+        self.opened = 0  # connections opened over the transport's life (for tests and stats)
+        self.recycled = 0
+        self._idle: list[_Connection] = []
+        self._slots: asyncio.Semaphore | None = None
 
     def _new_client(self) -> aiosmtplib.SMTP:
         s = self.settings
@@ -111,37 +155,92 @@ class SmtpTransport:
             password=password,
             use_tls=s.smtp_security == "tls",
             start_tls=True if s.smtp_security == "starttls" else False,
-            tls_context=_tls_context(s) if s.smtp_security != "none" else None,
+            tls_context=tls_context(s) if s.smtp_security != "none" else None,
             timeout=s.smtp_timeout,
         )
 
-    async def _connected(self) -> aiosmtplib.SMTP:
-        if self._client is None or not self._client.is_connected:
-            self._client = self._new_client()
-            await self._client.connect()
-        return self._client
+    async def _acquire(self) -> _Connection:
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.concurrency)
+        await self._slots.acquire()
+        try:
+            while self._idle:
+                connection = self._idle.pop()
+                if connection.client.is_connected:
+                    return connection
+            client = self._new_client()
+            await client.connect()
+            self.opened += 1
+            return _Connection(client)
+        except BaseException:
+            self._slots.release()
+            raise
 
-    async def send(self, message: EmailMessage) -> None:
+    async def _release(self, connection: _Connection, *, healthy: bool) -> None:
+        assert self._slots is not None
+        try:
+            if not healthy or not connection.client.is_connected:
+                connection.client.close()
+            elif connection.sent >= self.settings.smtp_messages_per_connection:
+                self.recycled += 1
+                await _quit(connection.client)
+            else:
+                self._idle.append(connection)
+        finally:
+            self._slots.release()
+
+    async def _attempt(self, sender: str, recipient: str, data: bytes) -> None:
+        connection = await self._acquire()
+        healthy = False
+        try:
+            options = _envelope_options(connection.client, sender, recipient)
+            await connection.client.sendmail(sender, [recipient], data, mail_options=options)
+            connection.sent += 1
+            healthy = True
+        except aiosmtplib.SMTPRecipientsRefused:
+            healthy = True  # a reply about this recipient; aiosmtplib has reset the session
+            raise
+        except aiosmtplib.SMTPResponseException as exc:
+            # A reply, so the line still works, unless the server said it is closing (421).
+            healthy = exc.code != 421
+            raise
+        finally:
+            await self._release(connection, healthy=healthy)
+
+    async def send(self, message: EmailMessage) -> int:
+        """Deliver `message` to its one recipient; returns the attempts it took.
+
+        Raises DeliveryError once the failure is permanent or MAX_ATTEMPTS are spent.
+        """
         recipient = _recipient(message)
+        sender = self.settings.from_address
+        data = message.as_bytes()
         for attempt in range(1, MAX_ATTEMPTS + 1):
+            await self.pacer.wait()
             try:
-                client = await self._connected()
-                await client.send_message(message)
-                return
+                await self._attempt(sender, recipient, data)
+                self.pacer.succeeded()
+                return attempt
             except (aiosmtplib.SMTPException, OSError) as exc:
                 cause = exc
                 error = self._translate(exc, recipient)
+            error.attempts = attempt
+            if attempt == MAX_ATTEMPTS and _unreachable(cause):
+                # Nobody answers: every other message would meet the same silence.
+                error.setup = True
             if error.permanent or attempt == MAX_ATTEMPTS:
                 raise error from cause
-            await self._drop()
+            if error.throttled:
+                self.pacer.slow_down()
             delay = min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2 ** (attempt - 1))
             delay *= random.uniform(0.5, 1.0)  # jitter: do not retry in lockstep
             log.warning("%s; retry %d/%d in %.1fs", error, attempt, MAX_ATTEMPTS - 1, delay)
             await asyncio.sleep(delay)
+        raise AssertionError("unreachable")  # the loop returns or raises
 
     def _translate(self, exc: aiosmtplib.SMTPException | OSError, recipient: str) -> DeliveryError:
         where = f"{self.settings.smtp_host}:{self.settings.smtp_port}"
-        unverified = _certificate_failure(exc)
+        unverified = certificate_failure(exc)
         if unverified is not None:
             # A configuration problem, not a network hiccup: retrying cannot fix it.
             return DeliveryError(
@@ -150,27 +249,38 @@ class SmtpTransport:
                 "NEWSLETTER_SMTP_CA_FILE to that CA's certificate",
                 recipient=recipient,
                 permanent=True,
+                setup=True,
             )
         if isinstance(exc, aiosmtplib.SMTPException):
             return translate_smtp_error(exc, recipient)
         # refused or unreachable before SMTP even started
         return DeliveryError(f"cannot connect to {where}: {exc}", recipient=recipient)
 
-    async def _drop(self) -> None:
-        client, self._client = self._client, None
-        if client is not None and client.is_connected:
-            client.close()
-
     async def close(self) -> None:
-        client, self._client = self._client, None
-        if client is not None and client.is_connected:
-            try:
-                await client.quit()
-            except (aiosmtplib.SMTPException, OSError):
-                client.close()
+        idle, self._idle = self._idle, []
+        for connection in idle:
+            await _quit(connection.client)
 
 
-def _certificate_failure(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+async def _quit(client: aiosmtplib.SMTP) -> None:
+    if not client.is_connected:
+        return
+    try:
+        await client.quit()
+    except (aiosmtplib.SMTPException, OSError):
+        client.close()
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """No SMTP conversation at all: refused, unreachable, or the connect timed out."""
+    if isinstance(exc, aiosmtplib.SMTPResponseException):  # it answered (e.g. 421 busy)
+        return False
+    if isinstance(exc, aiosmtplib.SMTPConnectError | aiosmtplib.SMTPConnectTimeoutError):
+        return True
+    return isinstance(exc, OSError) and not isinstance(exc, aiosmtplib.SMTPException)
+
+
+def certificate_failure(exc: BaseException) -> ssl.SSLCertVerificationError | None:
     """The certificate error behind `exc`: raw after STARTTLS, wrapped by aiosmtplib for TLS."""
     seen: BaseException | None = exc
     while seen is not None:
@@ -178,6 +288,13 @@ def _certificate_failure(exc: BaseException) -> ssl.SSLCertVerificationError | N
             return seen
         seen = seen.__cause__
     return None
+
+
+def _throttling(code: int | None, text: str) -> bool:
+    """A reply asking the sender to slow down: 421/454, or a 4xx that says so."""
+    if code is None or code // 100 != 4:
+        return False
+    return code in (421, 454) or _THROTTLE_WORDS.search(text) is not None
 
 
 def translate_smtp_error(exc: aiosmtplib.SMTPException, recipient: str) -> DeliveryError:
@@ -189,6 +306,7 @@ def translate_smtp_error(exc: aiosmtplib.SMTPException, recipient: str) -> Deliv
             recipient=recipient,
             code=refused.code,
             permanent=refused.code // 100 == 5,
+            throttled=_throttling(refused.code, refused.message),
         )
     if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
         return DeliveryError(
@@ -197,6 +315,16 @@ def translate_smtp_error(exc: aiosmtplib.SMTPException, recipient: str) -> Deliv
             recipient=recipient,
             code=exc.code,
             permanent=True,
+            setup=True,
+        )
+    if isinstance(exc, aiosmtplib.SMTPSenderRefused) and exc.code // 100 == 5:
+        return DeliveryError(
+            f"the server refused the sender {exc.sender}: {exc.code} {exc.message}; check "
+            "NEWSLETTER_FROM_ADDRESS and that the SMTP account may send as it",
+            recipient=recipient,
+            code=exc.code,
+            permanent=True,
+            setup=True,
         )
     if isinstance(exc, aiosmtplib.SMTPResponseException):
         return DeliveryError(
@@ -204,6 +332,7 @@ def translate_smtp_error(exc: aiosmtplib.SMTPException, recipient: str) -> Deliv
             recipient=recipient,
             code=exc.code,
             permanent=exc.code // 100 == 5,
+            throttled=_throttling(exc.code, exc.message),
         )
     if isinstance(exc, aiosmtplib.SMTPTimeoutError):
         return DeliveryError(f"{recipient}: SMTP timed out ({exc})", recipient=recipient)
@@ -217,6 +346,7 @@ def translate_smtp_error(exc: aiosmtplib.SMTPException, recipient: str) -> Deliv
         f"{recipient}: SMTP error: {exc}; check NEWSLETTER_SMTP_SECURITY and NEWSLETTER_SMTP_PORT",
         recipient=recipient,
         permanent=True,
+        setup=True,
     )
 
 

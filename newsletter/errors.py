@@ -46,7 +46,14 @@ class DumpError(NewsletterError):
 
 
 class DeliveryError(NewsletterError):
-    """A message was not delivered. `permanent` is True for 5xx replies."""
+    """A message was not delivered.
+
+    - `permanent`: retrying cannot help (5xx replies, a refused login, an unverifiable cert).
+    - `setup`: the fault is in the sender's configuration or the server as a whole (login,
+      TLS, sender address), not in this recipient: every other message would meet it too, so
+      a run stops at once, and the recipient is not blamed for it (no suppression).
+    - `throttled`: the server asked us to slow down (421, 454, or a "rate"/"too many" reply).
+    """
 
     def __init__(
         self,
@@ -55,8 +62,18 @@ class DeliveryError(NewsletterError):
         recipient: str,
         code: int | None = None,
         permanent: bool = False,
+        setup: bool = False,
+        throttled: bool = False,
     ) -> None:
         self.recipient = recipient
         self.code = code
         self.permanent = permanent
+        self.setup = setup
+        self.throttled = throttled
+        self.attempts = 1  # set by the transport to the attempts it spent
         super().__init__(message)
+
+    @property
+    def bounce(self) -> bool:
+        """A permanent refusal of this recipient or message: what suppression counts."""
+        return self.permanent and not self.setup

@@ -3,29 +3,27 @@
     ingest_dumps   new/changed files in the dumps folder -> papers in the store
     plan_digest    a subscriber's candidates -> ranked picks (or the reason there are none)
     preview        render every plan to files; no transport, no ledger change
-    send_digests   render, record in the ledger, deliver, record the outcome
 
-A subscriber's failure is recorded and the run goes on to the next one.
+Sending (the ledger, the connection pool, the error budget) is `newsletter.sending`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from email.message import EmailMessage
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from newsletter.delivery import Transport
-from newsletter.errors import DeliveryError, DumpError
+from newsletter.errors import DumpError
 from newsletter.message import compose_message, digest_message_id, unsubscribe_mailto
 from newsletter.models import Paper, ParsedDump, Ranked
-from newsletter.ranking import Profile, rank_papers
+from newsletter.ranking import PaperIndex, Profile, rank, rank_papers
 from newsletter.render import Recipient, RenderedDigest, render_digest
 from newsletter.settings import Settings
 from newsletter.sources import fallback_date_for, parse_dump
@@ -142,8 +140,55 @@ def profile_for(subscriber: Subscriber) -> Profile:
     return Profile(keywords=subscriber.keywords, exclude=subscriber.exclude)
 
 
-def plan_digest(store: Store, subscriber: Subscriber, *, now: datetime, domain: str) -> Plan:
-    """Pick today's papers for one subscriber, honouring the ledger."""
+class PlanCache:
+    """Memo for one run: papers by id, and one index per distinct set of candidates.
+
+    Most subscribers share the same candidates (everything new since yesterday), so the
+    index is built once and every profile is ranked against it.
+    """
+
+    INDEXES_KEPT = 8
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._papers: dict[str, Paper] = {}
+        self._indexes: OrderedDict[tuple[str, ...], PaperIndex] = OrderedDict()
+
+    def papers(self, paper_ids: Sequence[str]) -> list[Paper]:
+        missing = [paper_id for paper_id in paper_ids if paper_id not in self._papers]
+        if missing:
+            for paper in self.store.papers_by_ids(missing):
+                self._papers[paper.paper_id] = paper
+        return [self._papers[paper_id] for paper_id in paper_ids if paper_id in self._papers]
+
+    def index(self, paper_ids: Sequence[str]) -> PaperIndex:
+        key = tuple(paper_ids)
+        index = self._indexes.get(key)
+        if index is None:
+            index = PaperIndex.build(self.papers(key))
+            self._indexes[key] = index
+            if len(self._indexes) > self.INDEXES_KEPT:
+                self._indexes.popitem(last=False)
+        else:
+            self._indexes.move_to_end(key)
+        return index
+
+
+def plan_digest(
+    store: Store,
+    subscriber: Subscriber,
+    *,
+    now: datetime,
+    domain: str,
+    cache: PlanCache | None = None,
+    suppressed: Collection[str] = (),
+    include_sent: bool = False,
+) -> Plan:
+    """Pick today's papers for one subscriber, honouring the ledger and the suppression list.
+
+    `include_sent` plans today's digest again even if it was sent (for a test copy).
+    """
+    cache = cache or PlanCache(store)
     day = local_day(subscriber, now)
     message_id = digest_message_id(subscriber.email, day, domain)
 
@@ -152,27 +197,29 @@ def plan_digest(store: Store, subscriber: Subscriber, *, now: datetime, domain: 
 
     if not subscriber.active:
         return nothing("inactive (active: false)")
+    if subscriber.email.casefold() in suppressed:
+        return nothing("suppressed after repeated permanent failures (see `newsletter suppressed`)")
     record = store.digest_for(subscriber.email, day)
-    if record is not None and record.status == "sent":
+    if record is not None and record.status == "sent" and not include_sent:
         return nothing("already sent today")
     if record is not None:
         # Planned before a crash or a failure: send the very same papers, same Message-ID.
-        papers = store.papers_by_ids(record.paper_ids)
+        papers = cache.papers(record.paper_ids)
         rescored = rank_papers(papers, profile_for(subscriber), max_papers=len(papers) or 1)
         by_id = {r.paper.paper_id: r for r in rescored}  # for the "why" of each paper
         picks = tuple(by_id.get(p.paper_id, Ranked(p, 0.0, ())) for p in papers)
         return Plan(subscriber, day, picks, record.message_id, digest_id=record.id)
-    candidates = store.candidates(subscriber.email, day)
-    if not candidates:
+    candidate_ids = store.candidate_ids(subscriber.email, day)
+    if not candidate_ids:
         return nothing("no new papers since the last digest")
-    ranked = rank_papers(candidates, profile_for(subscriber), max_papers=subscriber.max_papers)
+    ranked = rank(cache.index(candidate_ids), profile_for(subscriber), max_papers=subscriber.max_papers)
     picks = tuple(r for r in ranked if r.picked)
     if not picks and not subscriber.send_empty:
-        return nothing(f"nothing above the relevance floor among {len(candidates)} new papers")
+        return nothing(f"nothing above the relevance floor among {len(candidate_ids)} new papers")
     return Plan(subscriber, day, picks, message_id)
 
 
-def _compose(plan: Plan, settings: Settings, now: datetime) -> tuple[RenderedDigest, EmailMessage]:
+def compose(plan: Plan, settings: Settings, now: datetime) -> tuple[RenderedDigest, EmailMessage]:
     subscriber = plan.subscriber
     link = settings.unsubscribe_url or unsubscribe_mailto(settings.from_address, subscriber.email)
     rendered = render_digest(
@@ -202,9 +249,10 @@ class Outcome:
     papers: int = 0
     detail: str = ""
     subject: str = ""
+    attempts: int = 0  # SMTP attempts spent (sent or failed)
 
 
-def _skip(plan: Plan) -> Outcome:
+def skipped(plan: Plan) -> Outcome:
     log.info("no digest for %s: %s", plan.subscriber.email, plan.reason)
     return Outcome(plan.subscriber.email, "skipped", detail=plan.reason)
 
@@ -222,12 +270,16 @@ def preview(
     now = now or datetime.now(UTC)
     out_dir.mkdir(parents=True, exist_ok=True)
     outcomes = []
+    cache = PlanCache(store)
+    suppressed = store.suppressed_addresses()
     for subscriber in subscribers:
-        plan = plan_digest(store, subscriber, now=now, domain=settings.sender_domain)
+        plan = plan_digest(
+            store, subscriber, now=now, domain=settings.sender_domain, cache=cache, suppressed=suppressed
+        )
         if not plan.sendable:
-            outcomes.append(_skip(plan))
+            outcomes.append(skipped(plan))
             continue
-        rendered, message = _compose(plan, settings, now)
+        rendered, message = compose(plan, settings, now)
         stem = _SAFE_NAME.sub("_", f"{plan.day.isoformat()}_{subscriber.email}")
         html_path = out_dir / f"{stem}.html"
         html_path.write_text(rendered.html, encoding="utf-8")
@@ -237,73 +289,6 @@ def preview(
             Outcome(subscriber.email, "previewed", len(plan.picks), str(html_path), rendered.subject)
         )
     return outcomes
-
-
-# send -----------------------------------------------------------------------------------
-async def _deliver(store: Store, plan: Plan, settings: Settings, transport: Transport, now: datetime) -> Outcome:
-    email = plan.subscriber.email
-    rendered, message = _compose(plan, settings, now)
-    digest_id = plan.digest_id
-    if digest_id is None:
-        store.release_unsent(email, before=plan.day)
-        digest_id = store.plan_digest(
-            subscriber=email, day=plan.day, message_id=plan.message_id,
-            paper_ids=[p.paper.paper_id for p in plan.picks],
-        ).id
-    store.mark(digest_id, "sending")
-    try:
-        await transport.send(message)
-    except DeliveryError as exc:
-        store.mark(digest_id, "failed", error_code=exc.code, error=str(exc))
-        log.error("digest for %s failed: %s", email, exc)
-        return Outcome(email, "failed", len(plan.picks), str(exc), rendered.subject)
-    store.mark(digest_id, "sent")
-    log.info("digest for %s sent via %s (%d papers)", email, transport.name, len(plan.picks))
-    return Outcome(email, "sent", len(plan.picks), plan.message_id, rendered.subject)
-
-
-async def send_digests_async(
-    store: Store,
-    subscribers: Iterable[Subscriber],
-    settings: Settings,
-    transport: Transport,
-    *,
-    now: datetime | None = None,
-    progress: Progress | None = None,
-) -> list[Outcome]:
-    now = now or datetime.now(UTC)
-    outcomes = []
-    try:
-        for subscriber in subscribers:
-            plan = plan_digest(store, subscriber, now=now, domain=settings.sender_domain)
-            if not plan.sendable:
-                outcomes.append(_skip(plan))
-                continue
-            if progress:
-                progress(f"sending to {subscriber.email}")
-            try:
-                outcomes.append(await _deliver(store, plan, settings, transport, now))
-            except Exception as exc:  # noqa: BLE001 - one subscriber's bug must not stop the rest
-                log.exception("digest for %s could not be built or recorded", subscriber.email)
-                outcomes.append(Outcome(subscriber.email, "failed", detail=f"internal error: {exc!r}"))
-    finally:
-        await transport.close()
-    return outcomes
-
-
-def send_digests(
-    store: Store,
-    subscribers: Iterable[Subscriber],
-    settings: Settings,
-    transport: Transport,
-    *,
-    now: datetime | None = None,
-    progress: Progress | None = None,
-) -> list[Outcome]:
-    """Deliver today's digest to each subscriber that is due one; returns one outcome each."""
-    return asyncio.run(
-        send_digests_async(store, subscribers, settings, transport, now=now, progress=progress)
-    )
 
 
 def rank_dump_path(path: Path, keywords: Sequence[str], *, top: int, exclude: Sequence[str] = ()) -> list[Ranked]:

@@ -26,7 +26,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from newsletter import pipeline
+from newsletter import pipeline, sending
 from newsletter.delivery import make_transport
 from newsletter.errors import NewsletterError
 from newsletter.settings import Settings, parse_send_at
@@ -119,14 +119,14 @@ class Service:
         try:
             pipeline.ingest_dumps(self.store, self.settings.dumps_dir)
             chosen = send_groups(self._subscribers()).get(group, [])
-            outcomes = pipeline.send_digests(
+            report = sending.send_digests(
                 self.store, chosen, self.settings, make_transport(self.settings)
             )
         except NewsletterError as exc:
             log.error("%s: %s", job_id(group), exc)
             return
-        counts = {s: sum(o.status == s for o in outcomes) for s in ("sent", "skipped", "failed")}
-        log.info("%s: %d sent, %d skipped, %d failed", job_id(group), *counts.values())
+        log_result = log.error if not report.ok else log.info
+        log_result("%s: %s", job_id(group), report.summary())
 
     def start(self) -> None:
         groups = self.reconcile(self._subscribers())

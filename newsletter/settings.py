@@ -62,6 +62,11 @@ class Settings(BaseSettings):
     smtp_validate_certs: bool = True
     smtp_ca_file: Path | None = None
     smtp_timeout: float = Field(default=30.0, gt=0)
+    smtp_connections: int = Field(default=4, ge=1, le=64)
+    smtp_messages_per_connection: int = Field(default=100, ge=1)
+    rate_limit: float | None = Field(default=None, gt=0)  # messages per second; None: unlimited
+    max_error_rate: float = Field(default=0.2, gt=0, le=1)
+    suppress_after: int = Field(default=3, ge=1)
 
     from_address: str = "digest@newsletter.localhost"
     from_name: str = "Research digest"
@@ -72,7 +77,7 @@ class Settings(BaseSettings):
     max_papers: int = Field(default=10, ge=1, le=100)
     poll_seconds: int = Field(default=60, ge=1)
 
-    @field_validator("smtp_host", "smtp_username", "unsubscribe_url", mode="before")
+    @field_validator("smtp_host", "smtp_username", "unsubscribe_url", "rate_limit", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value

@@ -10,6 +10,10 @@ Tables
   id and SMTP error.
 - `digest_papers`: which papers went into which digest; unique per (subscriber, paper), so the
   database itself refuses to record a paper twice for one subscriber.
+- `suppressions`: addresses whose deliveries were refused permanently (5xx for the recipient or
+  the message), with a count of such refusals in a row; at the threshold the address is
+  suppressed (never mailed) until the operator clears it. A delivery that goes through resets
+  the count of an address that is not yet suppressed.
 """
 
 from __future__ import annotations
@@ -114,6 +118,27 @@ digest_papers = Table(
     Column("position", Integer, nullable=False),
     UniqueConstraint("subscriber", "paper_id"),
 )
+
+
+suppressions = Table(
+    "suppressions",
+    metadata,
+    Column("address", String(320), primary_key=True),  # case-folded
+    Column("failures", Integer, nullable=False),
+    Column("last_code", Integer),
+    Column("last_error", Text),
+    Column("suppressed_at", DateTime(timezone=True)),  # set once `failures` hit the threshold
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class Suppression:
+    address: str
+    failures: int
+    last_code: int | None
+    last_error: str | None
+    suppressed_at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -268,10 +293,15 @@ class Store:
             return {status: int(count) for status, count in rows}
 
     def candidates(self, subscriber: str, day: date) -> list[Paper]:
-        """Papers never sent to `subscriber`, first seen since their last digest (else all).
+        """Papers never sent to `subscriber`, first seen since their last digest (else all)."""
+        return self.papers_by_ids(self.candidate_ids(subscriber, day))
+
+    def candidate_ids(self, subscriber: str, day: date) -> list[str]:
+        """Ids of the papers never sent to `subscriber`, first seen since their last digest.
 
         Papers held by an earlier digest that certainly never arrived (see `release_unsent`)
-        count as not sent, so a preview sees what the next send will pick.
+        count as not sent, so a preview sees what the next send will pick. Ids come back
+        sorted, so subscribers with the same candidates get equal lists.
         """
         with self._tx() as db:
             last = db.execute(
@@ -287,10 +317,10 @@ class Store:
                     ~(digests.c.status.in_(RELEASABLE_STATES) & (digests.c.digest_day < day)),
                 )
             )
-            query = select(papers).where(papers.c.paper_id.not_in(held))
+            query = select(papers.c.paper_id).where(papers.c.paper_id.not_in(held))
             if last is not None:
                 query = query.where(papers.c.first_seen_at > _as_utc(last))
-            return [_paper_from_row(row._mapping) for row in db.execute(query)]
+            return sorted(db.execute(query).scalars())
 
     def papers_by_ids(self, paper_ids: Sequence[str]) -> list[Paper]:
         """The papers with these ids, in the order given (unknown ids are left out)."""
@@ -374,14 +404,86 @@ class Store:
         self, digest_id: int, status: str, *, error_code: int | None = None, error: str | None = None
     ) -> None:
         """Move a ledger row to `status`; `sending` counts an attempt."""
+        with self._tx() as db:
+            self._mark(db, digest_id, status, error_code=error_code, error=error)
+
+    @staticmethod
+    def _mark(
+        db: Connection, digest_id: int, status: str, *, error_code: int | None = None, error: str | None = None
+    ) -> None:
         values: dict[str, object] = {"status": status, "updated_at": _now()}
         if status == "sending":
             values["attempts"] = digests.c.attempts + 1
         if status in ("sent", "failed"):
             values["error_code"] = error_code
             values["error"] = error
+        db.execute(update(digests).where(digests.c.id == digest_id).values(**values))
+
+    def mark_sent(self, digest_id: int, address: str) -> None:
+        """`sent`, and forget earlier refusals of an address that is not suppressed."""
         with self._tx() as db:
-            db.execute(update(digests).where(digests.c.id == digest_id).values(**values))
+            self._mark(db, digest_id, "sent")
+            db.execute(
+                suppressions.delete().where(
+                    suppressions.c.address == address.casefold(), suppressions.c.suppressed_at.is_(None)
+                )
+            )
+
+    def mark_failed(
+        self, digest_id: int, *, error_code: int | None, error: str, bounce: bool, address: str, suppress_after: int
+    ) -> bool:
+        """`failed`; a bounce also counts against the address. True if now suppressed."""
+        with self._tx() as db:
+            self._mark(db, digest_id, "failed", error_code=error_code, error=error)
+            if not bounce:
+                return False
+            return self._count_bounce(db, address, error_code, error, suppress_after)
+
+    @staticmethod
+    def _count_bounce(db: Connection, address: str, code: int | None, error: str, threshold: int) -> bool:
+        key = address.casefold()
+        now = _now()
+        row = db.execute(select(suppressions).where(suppressions.c.address == key)).first()
+        failures = (row.failures if row is not None else 0) + 1
+        suppressed_at = row.suppressed_at if row is not None else None
+        if suppressed_at is None and failures >= threshold:
+            suppressed_at = now
+        values = {
+            "failures": failures, "last_code": code, "last_error": error,
+            "suppressed_at": suppressed_at, "updated_at": now,
+        }
+        if row is None:
+            db.execute(suppressions.insert().values(address=key, **values))
+        else:
+            db.execute(update(suppressions).where(suppressions.c.address == key).values(**values))
+        return suppressed_at is not None
+
+    # suppressions ------------------------------------------------------------------------
+    def suppressions(self, *, include_pending: bool = False) -> list[Suppression]:
+        """Suppressed addresses (and, with `include_pending`, those with refusals so far)."""
+        query = select(suppressions).order_by(suppressions.c.address)
+        if not include_pending:
+            query = query.where(suppressions.c.suppressed_at.is_not(None))
+        with self._tx() as db:
+            return [
+                Suppression(
+                    row.address, row.failures, row.last_code, row.last_error,
+                    _as_utc(row.suppressed_at) if row.suppressed_at else None,
+                )
+                for row in db.execute(query)
+            ]
+
+    def suppressed_addresses(self) -> set[str]:
+        """Case-folded addresses that must not be mailed."""
+        with self._tx() as db:
+            query = select(suppressions.c.address).where(suppressions.c.suppressed_at.is_not(None))
+            return set(db.execute(query).scalars())
+
+    def clear_suppression(self, address: str) -> bool:
+        """Forget an address's refusals, so it is mailed again. False if it was not listed."""
+        with self._tx() as db:
+            result = db.execute(suppressions.delete().where(suppressions.c.address == address.casefold()))
+            return bool(result.rowcount)
 
     def ledger(self) -> list[dict[str, object]]:
         with self._tx() as db:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from newsletter import pipeline
+from newsletter import pipeline, sending
 from newsletter.delivery import make_transport
 from newsletter.render import one_line
 from newsletter.settings import Settings, load_settings
@@ -154,7 +154,7 @@ def settings(smtp: SmtpServer) -> Settings:
 
 def send(store: Store, subscribers: list[Subscriber], settings: Settings, now: datetime) -> dict[str, pipeline.Outcome]:
     """One run, as the CLI does it: a fresh transport, one outcome per subscriber."""
-    outcomes = pipeline.send_digests(store, subscribers, settings, make_transport(settings), now=now)
+    outcomes = sending.send_digests(store, subscribers, settings, make_transport(settings), now=now).outcomes
     assert len(outcomes) == len(subscribers)
     return {outcome.subscriber: outcome for outcome in outcomes}
 
