@@ -20,6 +20,7 @@ from typing import Annotated, NoReturn, TypeVar
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.table import Table
 
 from email_validator import EmailNotValidError, validate_email
@@ -48,7 +49,7 @@ SubscriberOption = Annotated[
 
 
 def _fail(message: str) -> NoReturn:
-    console.print(f"[bold red]Error:[/] {message}", highlight=False, soft_wrap=True)
+    console.print(f"[bold red]Error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(1)
 
 
@@ -87,7 +88,7 @@ def _subscribers(settings: Settings, only: str | None, *, strict: bool = False) 
             timezone=settings.timezone,
         )
     for problem in loaded.problems:
-        console.print(f"[yellow]Skipped:[/] {problem}", highlight=False, soft_wrap=True)
+        console.print(f"[yellow]Skipped:[/] {escape(str(problem))}", highlight=False, soft_wrap=True)
     if strict and loaded.problems:
         raise typer.Exit(1)
     if only is None:
@@ -109,9 +110,9 @@ def _ingest(store: Store, settings: Settings, path: Path | None = None) -> pipel
         _fail(f"dumps folder {target} does not exist; create it or set NEWSLETTER_DUMPS_DIR")
     report = _with_progress("Ingesting dumps…", lambda p: pipeline.ingest_dumps(store, target, p))
     for line in report.rejected:
-        console.print(f"[red]Set aside:[/] {line}", highlight=False, soft_wrap=True)
+        console.print(f"[red]Set aside:[/] {escape(line)}", highlight=False, soft_wrap=True)
     for line in report.warnings:
-        console.print(f"[yellow]Warning:[/] {line}", highlight=False, soft_wrap=True)
+        console.print(f"[yellow]Warning:[/] {escape(line)}", highlight=False, soft_wrap=True)
     console.print(
         f"Dumps: {len(report.ingested)} ingested, {report.unchanged} unchanged, "
         f"{len(report.rejected)} set aside; {report.new_papers} new papers "
@@ -137,7 +138,7 @@ def _summary(title: str, outcomes: list[pipeline.Outcome]) -> None:
         detail = o.subject if o.status in ("sent", "previewed") else o.detail
         if o.attempts > 1:
             detail = f"{detail} (after {o.attempts} attempts)"
-        table.add_row(o.subscriber, f"[{colours[o.status]}]{o.status}[/]", str(o.papers), detail)
+        table.add_row(o.subscriber, f"[{colours[o.status]}]{o.status}[/]", str(o.papers), escape(detail))
     out.print(table)
 
 
@@ -148,7 +149,7 @@ def _grouped_summary(title: str, outcomes: list[pipeline.Outcome], colours: dict
         for column in ("subscriber", "attempts", "reason"):
             table.add_column(column, overflow="fold")
         for o in failed[:SUMMARY_ROWS]:
-            table.add_row(o.subscriber, str(o.attempts), o.detail)
+            table.add_row(o.subscriber, str(o.attempts), escape(o.detail))
         out.print(table)
         if len(failed) > SUMMARY_ROWS:
             out.print(f"… and {len(failed) - SUMMARY_ROWS} more failures (see the log or the ledger)")
@@ -159,7 +160,7 @@ def _grouped_summary(title: str, outcomes: list[pipeline.Outcome], colours: dict
     for column in ("status", "subscribers", "reason"):
         table.add_column(column, overflow="fold")
     for (status, reason), count in groups.most_common():
-        table.add_row(f"[{colours[status]}]{status}[/]", str(count), reason)
+        table.add_row(f"[{colours[status]}]{status}[/]", str(count), escape(reason))
     out.print(table)
 
 
@@ -184,7 +185,7 @@ def preview(
         outcomes = pipeline.preview(store, chosen, settings, target)
     _summary(f"Preview in {target}/", outcomes)
     rendered = [o.detail for o in outcomes if o.status == "previewed"]
-    out.print(f"Open {rendered[0]} in a browser to read it." if rendered else "Nothing to preview.")
+    out.print(f"Open {escape(rendered[0])} in a browser to read it." if rendered else "Nothing to preview.")
     if open_browser and rendered:
         webbrowser.open(Path(rendered[0]).resolve().as_uri())
 
@@ -217,7 +218,7 @@ def send(
             lambda p: sending.send_digests(store, chosen, settings, make_transport(settings), progress=p),
         )
     _summary("Delivery", report.outcomes)
-    out.print(report.summary(), highlight=False, soft_wrap=True)
+    out.print(report.summary(), highlight=False, soft_wrap=True, markup=False)
     if not report.ok:
         raise typer.Exit(1)
 
@@ -237,7 +238,7 @@ def _send_test(settings: Settings, to: str, only: str | None) -> None:
     out.print(
         f"Sent {candidates[0].email}'s digest ({outcome.papers} papers) to {address} "
         f"via {'SMTP' if settings.uses_smtp else 'the outbox ' + str(settings.outbox_dir)}: {outcome.subject}",
-        highlight=False, soft_wrap=True,
+        highlight=False, soft_wrap=True, markup=False,
     )
 
 
@@ -255,7 +256,7 @@ def suppressed(
         if clear is not None:
             if not store.clear_suppression(clear):
                 _fail(f"{clear} is not on the suppression list")
-            out.print(f"Cleared {clear}: it will be mailed again from the next run.", highlight=False)
+            out.print(f"Cleared {clear}: it will be mailed again from the next run.", highlight=False, markup=False)
             return
         rows = store.suppressions(include_pending=all_)
     if not rows:
@@ -270,7 +271,7 @@ def suppressed(
         table.add_column(column, overflow="fold")
     for row in rows:
         since = f"{row.suppressed_at:%Y-%m-%d %H:%M}" if row.suppressed_at else "(not yet)"
-        table.add_row(row.address, str(row.failures), since, row.last_error or "")
+        table.add_row(row.address, str(row.failures), since, escape(row.last_error or ""))
     out.print(table)
 
 
@@ -318,7 +319,7 @@ def rank(
         table.add_column(column, overflow="fold")
     for position, r in enumerate(ranked, start=1):
         matched = ", ".join(f"{m.keyword} ({'+'.join(m.fields)})" for m in r.matched)
-        table.add_row(str(position), f"{r.score:.2f}", "yes" if r.picked else "", r.paper.title, matched)
+        table.add_row(str(position), f"{r.score:.2f}", "yes" if r.picked else "", escape(r.paper.title), escape(matched))
     out.print(table)
 
 
@@ -345,11 +346,11 @@ def check(
         try:
             parsed = pipeline.read_dump(file)
         except NewsletterError as exc:
-            console.print(f"[red]Dump:[/] {exc}", highlight=False, soft_wrap=True)
+            console.print(f"[red]Dump:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             failed = True
             continue
         for issue in parsed.issues:
-            console.print(f"[yellow]Dump:[/] {file}:{issue.line}: {issue.reason}", highlight=False)
+            console.print(f"[yellow]Dump:[/] {escape(str(file))}:{issue.line}: {escape(issue.reason)}", highlight=False)
     out.print(f"Dumps: {len(files)} files in {settings.dumps_dir}")
     if smtp:
         failed = not _check_smtp(settings) or failed
@@ -365,7 +366,7 @@ def _check_smtp(settings: Settings) -> bool:
     steps = asyncio.run(check_smtp(settings))
     for step in steps:
         mark = "[green]ok[/]  " if step.ok else "[red]FAIL[/]"
-        out.print(f"SMTP {mark} {step.name:<8} {step.detail} ({step.seconds * 1000:.0f} ms)", highlight=False, soft_wrap=True)
+        out.print(f"SMTP {mark} {step.name:<8} {escape(step.detail)} ({step.seconds * 1000:.0f} ms)", highlight=False, soft_wrap=True)
     return bool(steps) and all(step.ok for step in steps)
 
 

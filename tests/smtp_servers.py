@@ -12,11 +12,13 @@ through NEWSLETTER_SMTP_CA_FILE, never by turning verification off.
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -42,6 +44,7 @@ class Received:
     raw: bytes
     authenticated: bool
     tls: bool
+    arrived_at: float = 0.0  # time.monotonic() when the server accepted it
 
     @property
     def message(self) -> EmailMessage:
@@ -57,12 +60,18 @@ class RecordingHandler:
     - `transient_data`: answer 451 to this many DATA payloads, then accept.
     - `drop_data`: close the connection after this many DATA payloads arrive, unanswered.
     - `refuse`: addresses answered 550 at RCPT, every time.
+    - `throttle_data`: answer this many DATA payloads with `throttle_reply` (a provider's
+      "slow down": 421 or 454 with a rate message), then accept.
+    - `delay`: seconds to wait before answering each DATA (a slow relay).
     """
 
     transient_rcpt: int = 0
     transient_data: int = 0
     drop_data: int = 0
     refuse: set[str] = field(default_factory=set)
+    throttle_data: int = 0
+    throttle_reply: str = "421 4.7.0 rate limit exceeded, slow down"
+    delay: float = 0.0
     received: list[Received] = field(default_factory=list)
     rcpt_attempts: int = 0
     data_attempts: int = 0
@@ -83,6 +92,8 @@ class RecordingHandler:
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.delay:
+            await asyncio.sleep(self.delay)
         with self._lock:
             self.data_attempts += 1
             if self.drop_data > 0:
@@ -93,6 +104,9 @@ class RecordingHandler:
             if self.transient_data > 0:
                 self.transient_data -= 1
                 return "451 4.3.0 queue full, try again later"
+            if self.throttle_data > 0:
+                self.throttle_data -= 1
+                return self.throttle_reply
             self.received.append(
                 Received(
                     mail_from=envelope.mail_from,
@@ -102,6 +116,7 @@ class RecordingHandler:
                     # session.ssl is set by STARTTLS only; implicit TLS shows on the transport
                     tls=session.ssl is not None
                     or server.transport.get_extra_info("ssl_object") is not None,
+                    arrived_at=time.monotonic(),
                 )
             )
         return "250 2.0.0 OK: queued"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-COMMANDS = ("preview", "send", "run", "ingest", "rank", "check")
+COMMANDS = ("preview", "send", "run", "ingest", "rank", "check", "suppressed")
 
 
 def newsletter(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
@@ -137,3 +137,83 @@ def test_an_unknown_subscriber_is_an_operator_error(tmp_path: Path, command: str
     assert result.stderr.strip().endswith(
         "Error: nobody@example.org is not a valid entry in subscribers.yaml"
     )
+
+
+# operator tools for delivery ----------------------------------------------------------------
+def _smtp_env(server, tls, password: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    from smtp_servers import USERNAME
+
+    return {
+        "NEWSLETTER_SMTP_HOST": server.host,
+        "NEWSLETTER_SMTP_PORT": str(server.port),
+        "NEWSLETTER_SMTP_SECURITY": "starttls",
+        "NEWSLETTER_SMTP_CA_FILE": str(tls.ca_file),
+        "NEWSLETTER_SMTP_USERNAME": USERNAME,
+        "NEWSLETTER_SMTP_PASSWORD": password,
+        "NEWSLETTER_DUMPS_DIR": str(tmp_dumps(server)),
+    }
+
+
+def tmp_dumps(_server: object) -> Path:
+    return Path("dumps")
+
+
+@pytest.mark.parametrize("good_password", [True, False])
+def test_check_smtp_walks_through_tls_and_login_and_sends_nothing(tmp_path: Path, tls_material, good_password: bool) -> None:  # type: ignore[no-untyped-def]
+    from smtp_servers import PASSWORD, Authenticator, smtp_server
+
+    _subscribers(tmp_path)
+    (tmp_path / "dumps").mkdir()
+    with smtp_server(
+        tls_context=tls_material.server_context, require_starttls=True, authenticator=Authenticator(),
+        auth_require_tls=True, auth_required=True,
+    ) as server:
+        password = PASSWORD if good_password else "wrong"
+        result = newsletter("check", "--smtp", cwd=tmp_path, **_smtp_env(server, tls_material, password))
+        received = list(server.handler.received)
+
+    assert received == []
+    lines = [line for line in result.stdout.splitlines() if line.startswith("SMTP")]
+    steps = [line.split()[1:3] for line in lines]
+    if good_password:
+        assert result.returncode == 1  # the broken@ entry in subscribers.yaml still fails the check
+        assert steps == [["ok", "connect"], ["ok", "EHLO"], ["ok", "STARTTLS"], ["ok", "EHLO"], ["ok", "AUTH"], ["ok", "QUIT"]]
+        assert "TLSv1." in result.stdout and "verified" in result.stdout
+    else:
+        assert result.returncode == 1
+        assert steps[-1] == ["FAIL", "AUTH"] and "NEWSLETTER_SMTP_PASSWORD" in lines[-1]
+    assert password not in result.stdout + result.stderr  # the secret never reaches the output
+
+
+def test_send_to_writes_one_test_copy_and_no_ledger(tmp_path: Path, shared_dumps: Path) -> None:
+    _subscribers(tmp_path)
+    result = newsletter(
+        "send", "--to", "operator@example.net", "--subscriber", "ada@example.org",
+        cwd=tmp_path, NEWSLETTER_DUMPS_DIR=str(shared_dumps),
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Sent ada@example.org's digest" in result.stdout and "[test]" in result.stdout
+    [eml] = (tmp_path / "outbox").glob("*.eml")
+    assert eml.name.startswith("operator@example.net")
+    with sqlite3.connect(tmp_path / "newsletter.db") as db:
+        assert db.execute("select count(*) from digests").fetchone() == (0,)
+    bad = newsletter("send", "--to", "operator@\nBcc: x@y", cwd=tmp_path, NEWSLETTER_DUMPS_DIR=str(shared_dumps))
+    assert bad.returncode == 1 and "is not an email address" in bad.stderr
+
+
+def test_suppressed_lists_and_clears(tmp_path: Path) -> None:
+    from newsletter.store import Store
+
+    store = Store(f"sqlite:///{tmp_path / 'newsletter.db'}")
+    with store._tx() as db:
+        for _ in range(3):
+            store._count_bounce(db, "Gone@Example.org", 550, "550 5.1.1 mailbox unavailable", 3)
+    store.close()
+
+    listed = newsletter("suppressed", cwd=tmp_path)
+    assert listed.returncode == 0 and "gone@example.org" in listed.stdout and "550 5.1.1" in listed.stdout
+    cleared = newsletter("suppressed", "--clear", "gone@example.org", cwd=tmp_path)
+    assert cleared.returncode == 0 and "Cleared gone@example.org" in cleared.stdout
+    assert "No suppressed addresses." in newsletter("suppressed", cwd=tmp_path).stdout
+    again = newsletter("suppressed", "--clear", "gone@example.org", cwd=tmp_path)
+    assert again.returncode == 1 and "not on the suppression list" in again.stderr
