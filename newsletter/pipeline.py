@@ -153,6 +153,13 @@ class PlanCache:
         self.store = store
         self._papers: dict[str, Paper] = {}
         self._indexes: OrderedDict[tuple[str, ...], PaperIndex] = OrderedDict()
+        self._statuses: dict[date, dict[str, str]] = {}
+
+    def has_digest(self, subscriber: str, day: date) -> bool:
+        """Whether the ledger had a row for (subscriber, day) when the run began."""
+        if day not in self._statuses:
+            self._statuses[day] = self.store.statuses_on(day)
+        return subscriber in self._statuses[day]
 
     def papers(self, paper_ids: Sequence[str]) -> list[Paper]:
         missing = [paper_id for paper_id in paper_ids if paper_id not in self._papers]
@@ -199,7 +206,7 @@ def plan_digest(
         return nothing("inactive (active: false)")
     if subscriber.email.casefold() in suppressed:
         return nothing("suppressed after repeated permanent failures (see `newsletter suppressed`)")
-    record = store.digest_for(subscriber.email, day)
+    record = store.digest_for(subscriber.email, day) if cache.has_digest(subscriber.email, day) else None
     if record is not None and record.status == "sent" and not include_sent:
         return nothing("already sent today")
     if record is not None:

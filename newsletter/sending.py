@@ -112,7 +112,6 @@ def _record(store: Store, plan: Plan) -> int:
     if plan.digest_id is not None:
         return plan.digest_id
     email = plan.subscriber.email
-    store.release_unsent(email, before=plan.day)
     record = store.plan_digest(
         subscriber=email, day=plan.day, message_id=plan.message_id,
         paper_ids=[p.paper.paper_id for p in plan.picks],
