@@ -177,6 +177,23 @@ def test_starttls_with_login_delivers(tls_material: TlsMaterial) -> None:
     assert received.rcpt_tos == ("ada@example.org",)
 
 
+@pytest.mark.parametrize("mechanism", ["PLAIN", "LOGIN"])
+def test_each_auth_mechanism_works_over_starttls(tls_material: TlsMaterial, mechanism: str) -> None:
+    other = {"PLAIN": "LOGIN", "LOGIN": "PLAIN"}[mechanism]
+    with smtp_server(
+        tls_context=tls_material.server_context, require_starttls=True, authenticator=Authenticator(),
+        auth_require_tls=True, auth_required=True, auth_exclude_mechanism=[other],
+    ) as server:
+        settings = smtp_settings(
+            server, smtp_security="starttls", smtp_username=USERNAME, smtp_password=PASSWORD,
+            smtp_ca_file=tls_material.ca_file,
+        )
+        deliver(settings, digest())
+
+    [received] = server.handler.received
+    assert received.tls and received.authenticated
+
+
 def test_wrong_password_is_permanent_and_names_the_settings(tls_material: TlsMaterial) -> None:
     with starttls_server(tls_material) as server:
         settings = smtp_settings(
