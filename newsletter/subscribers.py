@@ -128,6 +128,9 @@ class _Located:
     key_lines: dict[str, int]
 
 
+_YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _locate_items(root: yaml.Node | None, key: str) -> list[_Located]:
     """Line numbers for each item of the top-level sequence `key` (PyYAML keeps them on nodes)."""
     if not isinstance(root, yaml.MappingNode):
@@ -142,6 +145,20 @@ def _locate_items(root: yaml.Node | None, key: str) -> list[_Located]:
                 located.append(_Located(None, item.start_mark.line + 1, key_lines))
             return located
     return []
+
+
+def _parse_yaml(text: str) -> tuple[yaml.Node | None, Any]:
+    """Parse once: the node tree (for line numbers) and the data constructed from it.
+
+    Uses libyaml's parser when PyYAML was built with it (faster; same results).
+    """
+    loader = _YAML_LOADER(text)
+    try:
+        root = loader.get_single_node()
+        data = loader.construct_document(root) if root is not None else None
+    finally:
+        loader.dispose()
+    return root, data
 
 
 def _first_error(exc: ValidationError) -> tuple[str | None, str]:
@@ -165,8 +182,7 @@ def parse_subscribers(
 ) -> SubscriberList:
     """Validate a subscribers document. Defaults: the file's `defaults:`, then the settings."""
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        root, data = _parse_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
@@ -194,6 +210,7 @@ def parse_subscribers(
     base.update(file_defaults)
 
     locations = _locate_items(root, "subscribers")
+    del root  # the node tree is the largest thing a big file makes; only the lines are needed
     valid: list[Subscriber] = []
     problems: list[SubscriberProblem] = []
     first_line_of: dict[str, int] = {}
