@@ -22,10 +22,11 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from newsletter.delivery import Transport
-from newsletter.errors import DeliveryError, DumpError
+from newsletter.errors import ConfigError, DeliveryError, DumpError
 from newsletter.message import compose_message, digest_message_id, unsubscribe_mailto
 from newsletter.models import Paper, ParsedDump, Ranked
-from newsletter.ranking import Profile, rank_papers
+from newsletter.ranking import Profile, Semantic, rank_papers
+from newsletter.semantic import Encoder, encoder_for, paper_text
 from newsletter.render import Recipient, RenderedDigest, render_digest
 from newsletter.settings import Settings
 from newsletter.sources import fallback_date_for, parse_dump
@@ -116,6 +117,44 @@ def ingest_dumps(store: Store, path: Path, progress: Progress | None = None) -> 
     return report
 
 
+# semantic ---------------------------------------------------------------------------------
+def semantic_encoder(settings: Settings) -> Encoder | None:
+    """The encoder for hybrid ranking, or None: the `semantic` extra is not installed, or
+    NEWSLETTER_SEMANTIC_MODEL is off."""
+    return encoder_for(settings.semantic_model)
+
+
+_BROKEN_MODELS: set[str] = set()
+
+
+def semantic_for(store: Store | None, encoder: Encoder | None, papers: Sequence[Paper]) -> Semantic | None:
+    """Embeddings of `papers` for hybrid ranking: read from the store, and the missing ones
+    encoded and stored, so each paper is encoded once per model whoever reads it. Without a
+    store (the ad-hoc `rank` command) they are encoded and kept in memory only.
+
+    A model that cannot be loaded is reported once and ranking goes on lexically: a broken
+    model setting must not stop everyone's digest (`newsletter check` reports it too).
+    """
+    if encoder is None or not papers or encoder.model in _BROKEN_MODELS:
+        return None
+    ids = [paper.paper_id for paper in papers]
+    vectors = store.paper_embeddings(encoder.model, ids) if store is not None else {}
+    missing = [paper for paper in papers if paper.paper_id not in vectors]
+    try:
+        if missing:
+            encoded = encoder.encode([paper_text(paper) for paper in missing])
+            new = {paper.paper_id: vector for paper, vector in zip(missing, encoded)}
+            if store is not None:
+                store.save_paper_embeddings(encoder.model, new)
+            vectors.update(new)
+        encoder.encode([])  # loads the model now if every paper came from the store
+    except ConfigError as exc:
+        _BROKEN_MODELS.add(encoder.model)
+        log.error("ranking without the semantic model: %s", exc)
+        return None
+    return Semantic(vectors, encoder.encode)
+
+
 # plan -----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Plan:
@@ -142,8 +181,15 @@ def profile_for(subscriber: Subscriber) -> Profile:
     return Profile(keywords=subscriber.keywords, exclude=subscriber.exclude)
 
 
-def plan_digest(store: Store, subscriber: Subscriber, *, now: datetime, domain: str) -> Plan:
-    """Pick today's papers for one subscriber, honouring the ledger."""
+def plan_digest(
+    store: Store,
+    subscriber: Subscriber,
+    *,
+    now: datetime,
+    domain: str,
+    encoder: Encoder | None = None,
+) -> Plan:
+    """Pick today's papers for one subscriber, honouring the ledger (hybrid with `encoder`)."""
     day = local_day(subscriber, now)
     message_id = digest_message_id(subscriber.email, day, domain)
 
@@ -158,14 +204,20 @@ def plan_digest(store: Store, subscriber: Subscriber, *, now: datetime, domain: 
     if record is not None:
         # Planned before a crash or a failure: send the very same papers, same Message-ID.
         papers = store.papers_by_ids(record.paper_ids)
-        rescored = rank_papers(papers, profile_for(subscriber), max_papers=len(papers) or 1)
+        rescored = rank_papers(
+            papers, profile_for(subscriber), max_papers=len(papers) or 1,
+            semantic=semantic_for(store, encoder, papers),
+        )
         by_id = {r.paper.paper_id: r for r in rescored}  # for the "why" of each paper
         picks = tuple(by_id.get(p.paper_id, Ranked(p, 0.0, ())) for p in papers)
         return Plan(subscriber, day, picks, record.message_id, digest_id=record.id)
     candidates = store.candidates(subscriber.email, day)
     if not candidates:
         return nothing("no new papers since the last digest")
-    ranked = rank_papers(candidates, profile_for(subscriber), max_papers=subscriber.max_papers)
+    ranked = rank_papers(
+        candidates, profile_for(subscriber), max_papers=subscriber.max_papers,
+        semantic=semantic_for(store, encoder, candidates),
+    )
     picks = tuple(r for r in ranked if r.picked)
     if not picks and not subscriber.send_empty:
         return nothing(f"nothing above the relevance floor among {len(candidates)} new papers")
@@ -221,9 +273,12 @@ def preview(
     """Render what each subscriber would get into `out_dir` (.html, .txt, .eml). Dry run."""
     now = now or datetime.now(UTC)
     out_dir.mkdir(parents=True, exist_ok=True)
+    encoder = semantic_encoder(settings)
     outcomes = []
     for subscriber in subscribers:
-        plan = plan_digest(store, subscriber, now=now, domain=settings.sender_domain)
+        plan = plan_digest(
+            store, subscriber, now=now, domain=settings.sender_domain, encoder=encoder
+        )
         if not plan.sendable:
             outcomes.append(_skip(plan))
             continue
@@ -272,10 +327,13 @@ async def send_digests_async(
     progress: Progress | None = None,
 ) -> list[Outcome]:
     now = now or datetime.now(UTC)
+    encoder = semantic_encoder(settings)
     outcomes = []
     try:
         for subscriber in subscribers:
-            plan = plan_digest(store, subscriber, now=now, domain=settings.sender_domain)
+            plan = plan_digest(
+                store, subscriber, now=now, domain=settings.sender_domain, encoder=encoder
+            )
             if not plan.sendable:
                 outcomes.append(_skip(plan))
                 continue
@@ -306,8 +364,16 @@ def send_digests(
     )
 
 
-def rank_dump_path(path: Path, keywords: Sequence[str], *, top: int, exclude: Sequence[str] = ()) -> list[Ranked]:
-    """Rank every paper under `path` for an ad-hoc profile; touches no state."""
+def rank_dump_path(
+    path: Path,
+    keywords: Sequence[str],
+    *,
+    top: int,
+    exclude: Sequence[str] = (),
+    encoder: Encoder | None = None,
+) -> list[Ranked]:
+    """Rank every paper under `path` for an ad-hoc profile (hybrid with `encoder`); touches
+    no state."""
     files = dump_files(path)
     if not files:
         raise DumpError("no dump files here", path=str(path))
@@ -318,4 +384,5 @@ def rank_dump_path(path: Path, keywords: Sequence[str], *, top: int, exclude: Se
             if known is None or (known.arxiv_id is None and paper.arxiv_id):
                 unique[paper.title_key] = paper
     profile = Profile(keywords=tuple(keywords), exclude=tuple(exclude))
-    return rank_papers(list(unique.values()), profile, max_papers=top)
+    papers = list(unique.values())
+    return rank_papers(papers, profile, max_papers=top, semantic=semantic_for(None, encoder, papers))

@@ -57,7 +57,7 @@ from __future__ import annotations
 import logging
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import islice
@@ -78,6 +78,12 @@ SCORE_DECIMALS = 4  # scores equal to this precision are ties (then upvotes, the
 BM25_METHOD = "lucene"
 BM25_K1 = 1.2  # Lucene's defaults
 BM25_B = 0.75
+# Hybrid ranking (when the index has paper embeddings; tuned on bench/eval, see the README):
+SEMANTIC_WEIGHT = 1.5  # weight of the semantic score (0..1) beside the lexical one (0..1)
+SEMANTIC_SECONDARY = 0.5  # each keyword beyond the closest one, averaged, counts this much
+SEMANTIC_ONLY_FLOOR = 0.7  # a paper with no keyword in it needs this semantic score (0..1)
+ANCHOR_FRACTION = 1.0  # ... and to be as close in meaning as the profile's best lexical match
+HYBRID_FLOOR_FRACTION = 0.3  # picks score at least this fraction of the profile's best paper
 STEMMER_LANGUAGE = "english"
 BATCH_PROFILES = 128  # profiles scored together by `rank_many` (bounds its memory)
 
@@ -85,7 +91,8 @@ _TOKEN = re.compile(r"[^\W\d_]+|\d+")
 # Snowball keeps the "s" of a plural without a vowel ("llms"): fold acronym plurals ourselves.
 _ACRONYM_PLURAL = re.compile(r"[b-df-hj-np-tv-xz]{2,}s")
 _PAIR_SEPARATOR = " "  # never inside a token, so "a b" cannot collide with a word
-_FIELD_NAMES = {1: ("title",), 2: ("abstract",), 3: ("title", "abstract")}
+SIMILAR = 4  # field code of a keyword a paper matched only in meaning (hybrid ranking)
+_FIELD_NAMES = {1: ("title",), 2: ("abstract",), 3: ("title", "abstract"), SIMILAR: ("similar meaning",)}
 _STEMMER = Stemmer.Stemmer(STEMMER_LANGUAGE)
 _TINY = np.finfo(np.float32).tiny
 
@@ -180,6 +187,15 @@ class _Field:
 
 
 @dataclass(frozen=True)
+class Semantic:
+    """Sentence embeddings for hybrid ranking: unit vectors of the papers by paper id (computed
+    once per paper and stored elsewhere), and a function encoding keywords the same way."""
+
+    paper_vectors: Mapping[str, np.ndarray]
+    encode: Callable[[Sequence[str]], np.ndarray]
+
+
+@dataclass(frozen=True)
 class _KeywordVectors:
     score: np.ndarray  # float32, TITLE_WEIGHT * title + abstract, per paper
     as_written: np.ndarray  # float32, the same counting only fields holding it in phrase
@@ -193,7 +209,7 @@ class PaperIndex:
     on score alone yields the full ranking order.
     """
 
-    def __init__(self, papers: Sequence[Paper]) -> None:
+    def __init__(self, papers: Sequence[Paper], semantic: Semantic | None = None) -> None:
         self.papers: tuple[Paper, ...] = tuple(
             sorted(papers, key=lambda paper: (-(paper.upvotes or 0), _fold(paper.title)))
         )
@@ -217,11 +233,34 @@ class PaperIndex:
         self._terms: dict[Terms, _KeywordVectors] = {}
         self._keywords: dict[Spellings, _KeywordVectors] = {}
         self._excluded: dict[Spellings, np.ndarray] = {}
+        self.semantic = semantic
+        self._paper_matrix: np.ndarray | None = None
+        self._cosines: dict[str, np.ndarray] = {}
+        if semantic is not None and self.papers:
+            vectors = [semantic.paper_vectors.get(paper.paper_id) for paper in self.papers]
+            width = next((len(v) for v in vectors if v is not None), 0)
+            zero = np.zeros(width, dtype=np.float32)  # a paper without a vector is like nothing
+            self._paper_matrix = np.stack([zero if v is None else v for v in vectors]).astype(np.float32)
 
     @classmethod
-    def build(cls, papers: Sequence[Paper]) -> PaperIndex:
-        """Tokenise and index the title and abstract of every paper."""
-        return cls(papers)
+    def build(cls, papers: Sequence[Paper], semantic: Semantic | None = None) -> PaperIndex:
+        """Tokenise and index the title and abstract of every paper (and with `semantic`, line
+        up their embeddings for hybrid ranking)."""
+        return cls(papers, semantic)
+
+    @property
+    def hybrid(self) -> bool:
+        return self._paper_matrix is not None
+
+    def cosines(self, keywords: Sequence[str]) -> np.ndarray:
+        """(keyword, paper) cosine similarities; keywords are encoded once per index."""
+        if self._paper_matrix is None or self.semantic is None:
+            raise ValueError("this index has no embeddings")
+        missing = [keyword for keyword in dict.fromkeys(keywords) if keyword not in self._cosines]
+        if missing:
+            for keyword, row in zip(missing, self.semantic.encode(missing) @ self._paper_matrix.T):
+                self._cosines[keyword] = row.astype(np.float32)
+        return np.stack([self._cosines[keyword] for keyword in keywords])
 
     def __len__(self) -> int:
         return len(self.papers)
@@ -352,25 +391,29 @@ def _rank_chunk(
     scores = np.stack([v.score for v in vectors] + [zeros])[slot_of]
     as_written = np.stack([v.as_written for v in vectors] + [zeros])[slot_of]
     fields = np.stack([v.fields for v in vectors] + [zeros.astype(np.uint8)])[slot_of]
-    keep = np.ones((len(profiles), len(index)), dtype=bool)
+    allowed = np.ones((len(profiles), len(index)), dtype=bool)
     for row, profile in enumerate(profiles):
         for spellings in {index.spellings(keyword) for keyword in profile.exclude} - {()}:
-            keep[row] &= ~index.excluded_by(spellings)
+            allowed[row] &= ~index.excluded_by(spellings)
 
     best = scores.max(axis=1)
     total = best.astype(np.float64) + SECONDARY_WEIGHT * (scores.sum(axis=1) - best)
     total = np.round(total, SCORE_DECIMALS)
-    keep &= total > 0
-    _keep_one_of_each_duplicate_set(index, total, keep)
-    as_written *= keep[:, None, :]  # excluded papers set no keyword's floor
-    # The floor of the profile as a whole, or of one keyword: a keyword whose best paper this
-    # batch is modest still gets that paper picked beside another keyword's strong matches.
-    # Only a keyword occurring as written counts there: scattered words ride on no floor of
-    # their own. (The tiny bound keeps a keyword that matched nothing from passing anything.)
-    keyword_floor = np.maximum(FLOOR_FRACTION * as_written.max(axis=2, keepdims=True), _TINY)
-    above_keyword_floor = (as_written >= keyword_floor).any(axis=1)
-    profile_floor = FLOOR_FRACTION * np.where(keep, total, 0).max(axis=1, keepdims=True)
-    above_floor = keep & ((total >= profile_floor) | above_keyword_floor)
+    keep = allowed & (total > 0)
+    if index.hybrid:
+        texts = [""] * len(slots)
+        for keywords in keyword_lists:
+            for keyword, spellings in keywords:
+                texts[slots[spellings]] = texts[slots[spellings]] or keyword
+        cosines = index.cosines(texts)
+        lexical_floor = _lexical_floor(total, keep, as_written)
+        total, keep, above_floor = _fuse(total, keep, allowed, cosines, slot_of, fields)
+        above_floor |= lexical_floor
+        _keep_one_of_each_duplicate_set(index, total, keep)
+        above_floor &= keep
+    else:
+        _keep_one_of_each_duplicate_set(index, total, keep)
+        above_floor = _lexical_floor(total, keep, as_written)
     order, picked, selected = _order(total, keep, above_floor, max_papers, picks_only)
 
     # Everything selected, in (profile, rank) order, turned into Python values in one go.
@@ -394,6 +437,70 @@ def _rank_chunk(
             ]
         )
     return results
+
+
+def _lexical_floor(total: np.ndarray, keep: np.ndarray, as_written: np.ndarray) -> np.ndarray:
+    """Papers above the floor of the profile as a whole, or of one keyword: a keyword whose
+    best paper this batch is modest still gets that paper picked beside another keyword's
+    strong matches. Only a keyword occurring as written counts there: scattered words ride on
+    no floor of their own. (The tiny bound keeps a keyword that matched nothing from passing
+    anything; excluded papers set no keyword's floor.)"""
+    as_written = as_written * keep[:, None, :]
+    keyword_floor = np.maximum(FLOOR_FRACTION * as_written.max(axis=2, keepdims=True), _TINY)
+    above_keyword_floor = (as_written >= keyword_floor).any(axis=1)
+    profile_floor = FLOOR_FRACTION * np.where(keep, total, 0).max(axis=1, keepdims=True)
+    return keep & ((total >= profile_floor) | above_keyword_floor)
+
+
+def _fuse(
+    lexical: np.ndarray,
+    keep: np.ndarray,
+    allowed: np.ndarray,
+    cosines: np.ndarray,
+    slot_of: np.ndarray,
+    fields: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Hybrid (score, kept, above floor), each (profile, paper); marks in `fields` the closest
+    keyword of papers kept for their meaning alone.
+
+    Both scores are made relative to the profile before they are added: the lexical one to the
+    profile's best lexical paper, the semantic one between the profile's median paper (0) and
+    its closest paper (1), since cosines of a short keyword and of a long one live on different
+    scales. A paper with no keyword in it is kept when its semantic score is high enough and
+    it is at least as close in meaning as the profile's best lexical match; a profile with no
+    lexical match at all keeps nothing, so a day with nothing relevant still
+    mails no filler. The floor is a fraction of the profile's best hybrid score (the caller
+    also lets through what clears the lexical floor: the semantic score adds picks, it never
+    takes one away, however few papers the batch has to compare).
+    """
+    valid = slot_of >= 0
+    per_keyword = cosines[np.where(valid, slot_of, 0)]  # (profile, keyword, paper)
+    closest = np.where(valid[:, :, None], per_keyword, -np.inf).max(axis=1)
+    summed = np.where(valid[:, :, None], per_keyword, 0).sum(axis=1)
+    others = np.maximum(valid.sum(axis=1, keepdims=True) - 1, 1)
+    similarity = closest + SEMANTIC_SECONDARY * (summed - closest) / others
+    median = np.median(similarity, axis=1, keepdims=True)
+    spread = np.maximum(similarity.max(axis=1, keepdims=True) - median, _TINY)
+    semantic = np.clip((similarity - median) / spread, 0, 1)
+
+    lexical_best = np.where(keep, lexical, 0).max(axis=1, keepdims=True)
+    # The paper that best matches the words anchors what "close in meaning" is for this
+    # profile today; none at all means nothing relevant today.
+    anchor = np.where(keep, lexical, -1).argmax(axis=1)[:, None]
+    anchor_similarity = np.take_along_axis(similarity, anchor, axis=1)
+    meaning_only = (
+        allowed & ~keep & (lexical_best > 0) & (semantic >= SEMANTIC_ONLY_FLOOR)
+        & (similarity >= ANCHOR_FRACTION * anchor_similarity)
+    )
+    kept = keep | meaning_only
+    hybrid = np.where(keep, lexical / np.maximum(lexical_best, _TINY), 0) + SEMANTIC_WEIGHT * semantic
+    hybrid = np.round(np.where(kept, hybrid, 0), SCORE_DECIMALS)
+    floor = HYBRID_FLOOR_FRACTION * hybrid.max(axis=1, keepdims=True)
+    rows, papers = np.nonzero(meaning_only)
+    if rows.size:
+        nearest = np.where(valid[:, :, None], per_keyword, -np.inf)[rows, :, papers].argmax(axis=1)
+        fields[rows, nearest, papers] = SIMILAR
+    return hybrid, kept, kept & (hybrid >= floor)
 
 
 def _keep_one_of_each_duplicate_set(index: PaperIndex, total: np.ndarray, keep: np.ndarray) -> None:
@@ -456,6 +563,8 @@ def rank(index: PaperIndex, profile: Profile, *, max_papers: int) -> list[Ranked
     return rank_many(index, [profile], max_papers=max_papers)[0]
 
 
-def rank_papers(papers: Sequence[Paper], profile: Profile, *, max_papers: int) -> list[Ranked]:
+def rank_papers(
+    papers: Sequence[Paper], profile: Profile, *, max_papers: int, semantic: Semantic | None = None
+) -> list[Ranked]:
     """Index `papers` and rank them for one profile (use `PaperIndex` for many profiles)."""
-    return rank(PaperIndex.build(papers), profile, max_papers=max_papers)
+    return rank(PaperIndex.build(papers, semantic), profile, max_papers=max_papers)
