@@ -126,3 +126,18 @@ def test_paper_embeddings_are_encoded_once_then_read_from_the_store(real_encoder
     )
     ranked = rank_papers(PAPERS, Profile(("mixture of experts",)), max_papers=3, semantic=semantic)
     assert ranked[0].paper.title == "Mixture of experts routing"
+
+
+def test_the_lexical_path_imports_no_torch() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from newsletter import cli, pipeline\n"
+        "from newsletter.settings import Settings\n"
+        "pipeline.semantic_encoder(Settings())\n"
+        "print('torch' in sys.modules or 'sentence_transformers' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
