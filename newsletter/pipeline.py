@@ -20,10 +20,11 @@ from email.message import EmailMessage
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from newsletter.errors import DumpError
+from newsletter.errors import ConfigError, DumpError
 from newsletter.message import compose_message, digest_message_id, unsubscribe_mailto
 from newsletter.models import Paper, ParsedDump, Ranked
-from newsletter.ranking import PaperIndex, Profile, rank, rank_papers
+from newsletter.ranking import PaperIndex, Profile, Semantic, rank, rank_papers
+from newsletter.semantic import Encoder, encoder_for, paper_text
 from newsletter.render import Recipient, RenderedDigest, render_digest
 from newsletter.settings import Settings
 from newsletter.sources import fallback_date_for, parse_dump
@@ -140,17 +141,57 @@ def profile_for(subscriber: Subscriber) -> Profile:
     return Profile(keywords=subscriber.keywords, exclude=subscriber.exclude)
 
 
+# semantic ---------------------------------------------------------------------------------
+def semantic_encoder(settings: Settings) -> Encoder | None:
+    """The encoder for hybrid ranking, or None: the `semantic` extra is not installed, or
+    NEWSLETTER_SEMANTIC_MODEL is off."""
+    return encoder_for(settings.semantic_model)
+
+
+_BROKEN_MODELS: set[str] = set()
+
+
+def semantic_for(store: Store | None, encoder: Encoder | None, papers: Sequence[Paper]) -> Semantic | None:
+    """Embeddings of `papers` for hybrid ranking: read from the store, and the missing ones
+    encoded and stored, so each paper is encoded once per model whoever reads it. Without a
+    store (the ad-hoc `rank` command) they are encoded and kept in memory only.
+
+    A model that cannot be loaded is reported once and ranking goes on lexically: a broken
+    model setting must not stop everyone's digest (`newsletter check` reports it too).
+    """
+    if encoder is None or not papers or encoder.model in _BROKEN_MODELS:
+        return None
+    ids = [paper.paper_id for paper in papers]
+    vectors = store.paper_embeddings(encoder.model, ids) if store is not None else {}
+    missing = [paper for paper in papers if paper.paper_id not in vectors]
+    try:
+        if missing:
+            encoded = encoder.encode([paper_text(paper) for paper in missing])
+            new = {paper.paper_id: vector for paper, vector in zip(missing, encoded)}
+            if store is not None:
+                store.save_paper_embeddings(encoder.model, new)
+            vectors.update(new)
+        encoder.encode([])  # loads the model now if every paper came from the store
+    except ConfigError as exc:
+        _BROKEN_MODELS.add(encoder.model)
+        log.error("ranking without the semantic model: %s", exc)
+        return None
+    return Semantic(vectors, encoder.encode)
+
+
 class PlanCache:
     """Memo for one run: papers by id, and one index per distinct set of candidates.
 
     Most subscribers share the same candidates (everything new since yesterday), so the
-    index is built once and every profile is ranked against it.
+    index is built once and every profile is ranked against it. With an `encoder` (the
+    semantic extra) the index is hybrid, from embeddings stored once per paper.
     """
 
     INDEXES_KEPT = 8
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, encoder: Encoder | None = None) -> None:
         self.store = store
+        self.encoder = encoder
         self._papers: dict[str, Paper] = {}
         self._indexes: OrderedDict[tuple[str, ...], PaperIndex] = OrderedDict()
         self._statuses: dict[date, dict[str, str]] = {}
@@ -172,7 +213,8 @@ class PlanCache:
         key = tuple(paper_ids)
         index = self._indexes.get(key)
         if index is None:
-            index = PaperIndex.build(self.papers(key))
+            papers = self.papers(key)
+            index = PaperIndex.build(papers, semantic_for(self.store, self.encoder, papers))
             self._indexes[key] = index
             if len(self._indexes) > self.INDEXES_KEPT:
                 self._indexes.popitem(last=False)
@@ -212,7 +254,10 @@ def plan_digest(
     if record is not None:
         # Planned before a crash or a failure: send the very same papers, same Message-ID.
         papers = cache.papers(record.paper_ids)
-        rescored = rank_papers(papers, profile_for(subscriber), max_papers=len(papers) or 1)
+        rescored = rank_papers(
+            papers, profile_for(subscriber), max_papers=len(papers) or 1,
+            semantic=semantic_for(store, cache.encoder, papers),
+        )
         by_id = {r.paper.paper_id: r for r in rescored}  # for the "why" of each paper
         picks = tuple(by_id.get(p.paper_id, Ranked(p, 0.0, ())) for p in papers)
         return Plan(subscriber, day, picks, record.message_id, digest_id=record.id)
@@ -277,7 +322,7 @@ def preview(
     now = now or datetime.now(UTC)
     out_dir.mkdir(parents=True, exist_ok=True)
     outcomes = []
-    cache = PlanCache(store)
+    cache = PlanCache(store, semantic_encoder(settings))
     suppressed = store.suppressed_addresses()
     for subscriber in subscribers:
         plan = plan_digest(
@@ -298,8 +343,16 @@ def preview(
     return outcomes
 
 
-def rank_dump_path(path: Path, keywords: Sequence[str], *, top: int, exclude: Sequence[str] = ()) -> list[Ranked]:
-    """Rank every paper under `path` for an ad-hoc profile; touches no state."""
+def rank_dump_path(
+    path: Path,
+    keywords: Sequence[str],
+    *,
+    top: int,
+    exclude: Sequence[str] = (),
+    encoder: Encoder | None = None,
+) -> list[Ranked]:
+    """Rank every paper under `path` for an ad-hoc profile (hybrid with `encoder`); touches
+    no state."""
     files = dump_files(path)
     if not files:
         raise DumpError("no dump files here", path=str(path))
@@ -310,4 +363,5 @@ def rank_dump_path(path: Path, keywords: Sequence[str], *, top: int, exclude: Se
             if known is None or (known.arxiv_id is None and paper.arxiv_id):
                 unique[paper.title_key] = paper
     profile = Profile(keywords=tuple(keywords), exclude=tuple(exclude))
-    return rank_papers(list(unique.values()), profile, max_papers=top)
+    papers = list(unique.values())
+    return rank_papers(papers, profile, max_papers=top, semantic=semantic_for(None, encoder, papers))

@@ -23,13 +23,22 @@ Rules
   "time" alone is not "test-time". Phrases of three or more words are checked pair by pair
   ("a b" and "b c" anywhere in the field), an approximation of exact adjacency. `matched`
   lists, in profile order, the keywords that matched and the fields where they did. Keywords
-  with the same tokens ("LLM", "LLMs") count once, under the first spelling.
+  with the same tokens or spellings ("LLM", "LLMs"; "MoE", "mixture of experts") count once,
+  under the first one written.
 - A keyword's score in a paper is TITLE_WEIGHT x title + abstract. A paper's score is its best
   keyword plus SECONDARY_WEIGHT x the others: several keywords count, yet one keyword squarely
   in the title beats three brushed once in the abstract.
+- Spellings: a keyword also matches as the batch's papers spell it (`acronyms.py`): an acronym
+  a paper defines, "mixture-of-experts (MoE)", makes `MoE` and `mixture of experts` one
+  keyword, also inside a longer keyword ("CoT compression" finds "chain-of-thought
+  compression"); a paper that defines the acronym as something else does not match it
+  through the acronym. A multi-word keyword also matches closed up when a paper writes it so
+  ("multi-agent", "multiagent"). A keyword's score is the best of its spellings.
 - Exclusion: a paper where an `exclude` keyword occurs in the title or abstract (in phrase, for
   several words: "survey paper" must not exclude every abstract saying "this paper ... survey")
-  is dropped from the ranking entirely.
+  (in any spelling) is dropped from the ranking entirely.
+- Near-duplicates (`duplicates.py`: the same work under two titles): only the best-ranked of
+  a group stays in a profile's ranking.
 - Order: score (rounded to SCORE_DECIMALS) descending, then upvotes descending (unknown counts as
   0), then title. Upvotes only order papers of equal score: they never lift one above another.
 - Floor: only papers that matched at least one keyword as a whole appear at all (score > 0),
@@ -48,7 +57,7 @@ from __future__ import annotations
 import logging
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import islice
@@ -57,6 +66,8 @@ import bm25s
 import numpy as np
 import Stemmer
 
+from newsletter import acronyms
+from newsletter.duplicates import duplicate_groups
 from newsletter.models import KeywordMatch, Paper, Ranked
 
 TITLE_WEIGHT = 2.5  # a title term counts this many times an abstract term
@@ -67,6 +78,12 @@ SCORE_DECIMALS = 4  # scores equal to this precision are ties (then upvotes, the
 BM25_METHOD = "lucene"
 BM25_K1 = 1.2  # Lucene's defaults
 BM25_B = 0.75
+# Hybrid ranking (when the index has paper embeddings; tuned on bench/eval, see the README):
+SEMANTIC_WEIGHT = 1.5  # weight of the semantic score (0..1) beside the lexical one (0..1)
+SEMANTIC_SECONDARY = 0.5  # each keyword beyond the closest one, averaged, counts this much
+SEMANTIC_ONLY_FLOOR = 0.7  # a paper with no keyword in it needs this semantic score (0..1)
+ANCHOR_FRACTION = 1.0  # ... and to be as close in meaning as the profile's best lexical match
+HYBRID_FLOOR_FRACTION = 0.3  # picks score at least this fraction of the profile's best paper
 STEMMER_LANGUAGE = "english"
 BATCH_PROFILES = 128  # profiles scored together by `rank_many` (bounds its memory)
 
@@ -74,7 +91,8 @@ _TOKEN = re.compile(r"[^\W\d_]+|\d+")
 # Snowball keeps the "s" of a plural without a vowel ("llms"): fold acronym plurals ourselves.
 _ACRONYM_PLURAL = re.compile(r"[b-df-hj-np-tv-xz]{2,}s")
 _PAIR_SEPARATOR = " "  # never inside a token, so "a b" cannot collide with a word
-_FIELD_NAMES = {1: ("title",), 2: ("abstract",), 3: ("title", "abstract")}
+SIMILAR = 4  # field code of a keyword a paper matched only in meaning (hybrid ranking)
+_FIELD_NAMES = {1: ("title",), 2: ("abstract",), 3: ("title", "abstract"), SIMILAR: ("similar meaning",)}
 _STEMMER = Stemmer.Stemmer(STEMMER_LANGUAGE)
 _TINY = np.finfo(np.float32).tiny
 
@@ -83,6 +101,7 @@ _TINY = np.finfo(np.float32).tiny
 logging.getLogger("bm25s").setLevel(logging.WARNING)
 
 Terms = tuple[str, ...]
+Spellings = tuple[acronyms.Spelling, ...]
 
 
 @dataclass(frozen=True)
@@ -133,8 +152,11 @@ class _Field:
             self._bm25.index(documents, show_progress=False)
 
     @classmethod
-    def from_texts(cls, texts: Sequence[str]) -> _Field:
-        return cls([tokens + _pairs(tokens) for tokens in map(tokenize, texts)])
+    def from_tokens(cls, token_lists: Sequence[list[str]]) -> _Field:
+        return cls([tokens + _pairs(tokens) for tokens in token_lists])
+
+    def __contains__(self, term: str) -> bool:
+        return self._bm25 is not None and term in self._bm25.vocab_dict
 
     def term_scores(self, term: str) -> np.ndarray:
         """BM25 of one term (a token or a pair) in every paper; 0 where it does not occur."""
@@ -165,6 +187,15 @@ class _Field:
 
 
 @dataclass(frozen=True)
+class Semantic:
+    """Sentence embeddings for hybrid ranking: unit vectors of the papers by paper id (computed
+    once per paper and stored elsewhere), and a function encoding keywords the same way."""
+
+    paper_vectors: Mapping[str, np.ndarray]
+    encode: Callable[[Sequence[str]], np.ndarray]
+
+
+@dataclass(frozen=True)
 class _KeywordVectors:
     score: np.ndarray  # float32, TITLE_WEIGHT * title + abstract, per paper
     as_written: np.ndarray  # float32, the same counting only fields holding it in phrase
@@ -178,26 +209,81 @@ class PaperIndex:
     on score alone yields the full ranking order.
     """
 
-    def __init__(self, papers: Sequence[Paper]) -> None:
+    def __init__(self, papers: Sequence[Paper], semantic: Semantic | None = None) -> None:
         self.papers: tuple[Paper, ...] = tuple(
             sorted(papers, key=lambda paper: (-(paper.upvotes or 0), _fold(paper.title)))
         )
-        self._title = _Field.from_texts([paper.title for paper in self.papers])
-        self._abstract = _Field.from_texts([paper.abstract for paper in self.papers])
-        self._keywords: dict[Terms, _KeywordVectors] = {}
-        self._excluded: dict[Terms, np.ndarray] = {}
+        titles = [tokenize(paper.title) for paper in self.papers]
+        abstracts = [tokenize(paper.abstract) for paper in self.papers]
+        self._title = _Field.from_tokens(titles)
+        self._abstract = _Field.from_tokens(abstracts)
+        self._defined = [
+            acronyms.definitions(f"{paper.title}. {paper.abstract}", tokenize)
+            for paper in self.papers
+        ]
+        self.acronyms = acronyms.merge(self._defined)
+        groups = np.array(duplicate_groups(abstracts), dtype=np.intp)
+        # Each group of near-duplicates with more than one member, as an array of positions.
+        self.duplicate_sets: tuple[np.ndarray, ...] = tuple(
+            np.flatnonzero(groups == group)
+            for group in np.unique(groups)
+            if np.count_nonzero(groups == group) > 1
+        )
+        self._spellings: dict[str, Spellings] = {}
+        self._terms: dict[Terms, _KeywordVectors] = {}
+        self._keywords: dict[Spellings, _KeywordVectors] = {}
+        self._excluded: dict[Spellings, np.ndarray] = {}
+        self.semantic = semantic
+        self._paper_matrix: np.ndarray | None = None
+        self._cosines: dict[str, np.ndarray] = {}
+        if semantic is not None and self.papers:
+            vectors = [semantic.paper_vectors.get(paper.paper_id) for paper in self.papers]
+            width = next((len(v) for v in vectors if v is not None), 0)
+            zero = np.zeros(width, dtype=np.float32)  # a paper without a vector is like nothing
+            self._paper_matrix = np.stack([zero if v is None else v for v in vectors]).astype(np.float32)
 
     @classmethod
-    def build(cls, papers: Sequence[Paper]) -> PaperIndex:
-        """Tokenise and index the title and abstract of every paper."""
-        return cls(papers)
+    def build(cls, papers: Sequence[Paper], semantic: Semantic | None = None) -> PaperIndex:
+        """Tokenise and index the title and abstract of every paper (and with `semantic`, line
+        up their embeddings for hybrid ranking)."""
+        return cls(papers, semantic)
+
+    @property
+    def hybrid(self) -> bool:
+        return self._paper_matrix is not None
+
+    def cosines(self, keywords: Sequence[str]) -> np.ndarray:
+        """(keyword, paper) cosine similarities; keywords are encoded once per index."""
+        if self._paper_matrix is None or self.semantic is None:
+            raise ValueError("this index has no embeddings")
+        missing = [keyword for keyword in dict.fromkeys(keywords) if keyword not in self._cosines]
+        if missing:
+            for keyword, row in zip(missing, self.semantic.encode(missing) @ self._paper_matrix.T):
+                self._cosines[keyword] = row.astype(np.float32)
+        return np.stack([self._cosines[keyword] for keyword in keywords])
 
     def __len__(self) -> int:
         return len(self.papers)
 
-    def keyword_vectors(self, terms: Terms) -> _KeywordVectors:
-        """Score and matched fields of one keyword in every paper (cached per keyword)."""
-        vectors = self._keywords.get(terms)
+    def spellings(self, keyword: str) -> Spellings:
+        """The ways `keyword` is written in this batch: as given, with an acronym the papers
+        define written out or a long form abbreviated, and closed up ("multi-agent" as
+        "multiagent") when a paper writes it so. Empty for a keyword without a word."""
+        found = self._spellings.get(keyword)
+        if found is None:
+            terms = keyword_terms(keyword)
+            spelled = acronyms.spellings(terms, self.acronyms) if terms else ()
+            closed = tuple(tokenize("".join(_TOKEN.findall(_fold(keyword)))))
+            if len(terms) > 1 and len(closed) == 1 and self._has(closed[0]):
+                spelled = (*spelled, (closed, None))
+            found = self._spellings[keyword] = spelled
+        return found
+
+    def _has(self, term: str) -> bool:
+        return term in self._title or term in self._abstract
+
+    def _term_vectors(self, terms: Terms) -> _KeywordVectors:
+        vectors = self._terms.get(terms)
         if vectors is None:
             title, in_title, title_phrase = self._title.keyword_scores(terms)
             abstract, in_abstract, abstract_phrase = self._abstract.keyword_scores(terms)
@@ -207,26 +293,75 @@ class PaperIndex:
                 as_written=as_written.astype(np.float32),
                 fields=in_title.astype(np.uint8) | (in_abstract.astype(np.uint8) << 1),
             )
-            self._keywords[terms] = vectors
+            self._terms[terms] = vectors
         return vectors
 
-    def excluded_by(self, terms: Terms) -> np.ndarray:
-        """Papers where an exclude keyword occurs (in phrase) in the title or abstract."""
-        mask = self._excluded.get(terms)
+    def _defines_otherwise(self, short: Terms, terms: Terms) -> np.ndarray:
+        """Papers that define acronym `short` as none of the long forms inside `terms`' other
+        spellings: there, `short` means something else."""
+        meant = _long_forms_of(terms, self.acronyms.get(short, frozenset()))
+        return np.array(
+            [short in defined and not defined[short] & meant for defined in self._defined],
+            dtype=bool,
+        )
+
+    def keyword_vectors(self, spellings: Spellings) -> _KeywordVectors:
+        """Score and matched fields of one keyword in every paper (cached per keyword): the
+        best of its spellings, field by field."""
+        vectors = self._keywords.get(spellings)
+        if vectors is None:
+            parts = []
+            for terms, introduced in spellings:
+                part = self._term_vectors(terms)
+                if introduced is not None:
+                    mute = self._defines_otherwise(introduced, spellings[0][0])
+                    if mute.any():
+                        part = _KeywordVectors(
+                            np.where(mute, 0, part.score).astype(np.float32),
+                            np.where(mute, 0, part.as_written).astype(np.float32),
+                            np.where(mute, 0, part.fields).astype(np.uint8),
+                        )
+                parts.append(part)
+            vectors = _KeywordVectors(
+                score=np.max([part.score for part in parts], axis=0),
+                as_written=np.max([part.as_written for part in parts], axis=0),
+                fields=np.bitwise_or.reduce([part.fields for part in parts], axis=0),
+            )
+            self._keywords[spellings] = vectors
+        return vectors
+
+    def excluded_by(self, spellings: Spellings) -> np.ndarray:
+        """Papers where an exclude keyword occurs (in phrase, in any spelling) in the title or
+        abstract."""
+        mask = self._excluded.get(spellings)
         if mask is None:
-            mask = self._title.keyword_scores(terms)[2] | self._abstract.keyword_scores(terms)[2]
-            self._excluded[terms] = mask
+            mask = np.zeros(len(self), dtype=bool)
+            for terms, _ in spellings:
+                mask |= self._title.keyword_scores(terms)[2] | self._abstract.keyword_scores(terms)[2]
+            self._excluded[spellings] = mask
         return mask
 
 
-def _profile_keywords(keywords: Sequence[str]) -> list[tuple[str, Terms]]:
-    """Keywords with their terms; those without any token or repeating another are left out."""
-    seen: dict[Terms, str] = {}
+def _long_forms_of(terms: Terms, meanings: frozenset[Terms]) -> frozenset[Terms]:
+    """The long forms among `meanings` that occur inside `terms`."""
+    width = len(terms)
+    return frozenset(
+        long
+        for long in meanings
+        if any(terms[at : at + len(long)] == long for at in range(width - len(long) + 1))
+    )
+
+
+def _profile_keywords(index: PaperIndex, keywords: Sequence[str]) -> list[tuple[str, Spellings]]:
+    """Keywords with their spellings; those without any token, or another spelling of an
+    earlier keyword ("LLMs" after "LLM", "MoE" after "mixture of experts"), are left out."""
+    seen: dict[frozenset[Terms], tuple[str, Spellings]] = {}
     for keyword in keywords:
-        terms = keyword_terms(keyword)
-        if terms and terms not in seen:
-            seen[terms] = keyword
-    return [(keyword, terms) for terms, keyword in seen.items()]
+        spellings = index.spellings(keyword)
+        key = frozenset(terms for terms, _ in spellings)
+        if spellings and key not in seen:
+            seen[key] = (keyword, spellings)
+    return list(seen.values())
 
 
 @lru_cache(maxsize=65536)
@@ -241,13 +376,13 @@ def _rank_chunk(
     index: PaperIndex, profiles: Sequence[Profile], max_papers: int, picks_only: bool
 ) -> list[list[Ranked]]:
     """The rules of the module docstring, as array operations over (profile, keyword, paper)."""
-    keyword_lists = [_profile_keywords(profile.keywords) for profile in profiles]
+    keyword_lists = [_profile_keywords(index, profile.keywords) for profile in profiles]
     width = max(map(len, keyword_lists), default=0)
     if not len(index) or not width:
         return [[] for _ in profiles]
     # Each distinct keyword of the chunk is one row of a matrix; profiles gather their rows
     # (padding with an all-zero last row) into (profile, keyword, paper) arrays.
-    slots: dict[Terms, int] = {}
+    slots: dict[Spellings, int] = {}
     slot_of = np.full((len(profiles), width), -1, dtype=np.intp)
     for row, keywords in enumerate(keyword_lists):
         slot_of[row, : len(keywords)] = [slots.setdefault(t, len(slots)) for _, t in keywords]
@@ -256,24 +391,29 @@ def _rank_chunk(
     scores = np.stack([v.score for v in vectors] + [zeros])[slot_of]
     as_written = np.stack([v.as_written for v in vectors] + [zeros])[slot_of]
     fields = np.stack([v.fields for v in vectors] + [zeros.astype(np.uint8)])[slot_of]
-    keep = np.ones((len(profiles), len(index)), dtype=bool)
+    allowed = np.ones((len(profiles), len(index)), dtype=bool)
     for row, profile in enumerate(profiles):
-        for terms in {keyword_terms(keyword) for keyword in profile.exclude} - {()}:
-            keep[row] &= ~index.excluded_by(terms)
+        for spellings in {index.spellings(keyword) for keyword in profile.exclude} - {()}:
+            allowed[row] &= ~index.excluded_by(spellings)
 
     best = scores.max(axis=1)
     total = best.astype(np.float64) + SECONDARY_WEIGHT * (scores.sum(axis=1) - best)
     total = np.round(total, SCORE_DECIMALS)
-    keep &= total > 0
-    as_written *= keep[:, None, :]  # excluded papers set no keyword's floor
-    # The floor of the profile as a whole, or of one keyword: a keyword whose best paper this
-    # batch is modest still gets that paper picked beside another keyword's strong matches.
-    # Only a keyword occurring as written counts there: scattered words ride on no floor of
-    # their own. (The tiny bound keeps a keyword that matched nothing from passing anything.)
-    keyword_floor = np.maximum(FLOOR_FRACTION * as_written.max(axis=2, keepdims=True), _TINY)
-    above_keyword_floor = (as_written >= keyword_floor).any(axis=1)
-    profile_floor = FLOOR_FRACTION * np.where(keep, total, 0).max(axis=1, keepdims=True)
-    above_floor = keep & ((total >= profile_floor) | above_keyword_floor)
+    keep = allowed & (total > 0)
+    if index.hybrid:
+        texts = [""] * len(slots)
+        for keywords in keyword_lists:
+            for keyword, spellings in keywords:
+                texts[slots[spellings]] = texts[slots[spellings]] or keyword
+        cosines = index.cosines(texts)
+        lexical_floor = _lexical_floor(total, keep, as_written)
+        total, keep, above_floor = _fuse(total, keep, allowed, cosines, slot_of, fields)
+        above_floor |= lexical_floor
+        _keep_one_of_each_duplicate_set(index, total, keep)
+        above_floor &= keep
+    else:
+        _keep_one_of_each_duplicate_set(index, total, keep)
+        above_floor = _lexical_floor(total, keep, as_written)
     order, picked, selected = _order(total, keep, above_floor, max_papers, picks_only)
 
     # Everything selected, in (profile, rank) order, turned into Python values in one go.
@@ -297,6 +437,79 @@ def _rank_chunk(
             ]
         )
     return results
+
+
+def _lexical_floor(total: np.ndarray, keep: np.ndarray, as_written: np.ndarray) -> np.ndarray:
+    """Papers above the floor of the profile as a whole, or of one keyword: a keyword whose
+    best paper this batch is modest still gets that paper picked beside another keyword's
+    strong matches. Only a keyword occurring as written counts there: scattered words ride on
+    no floor of their own. (The tiny bound keeps a keyword that matched nothing from passing
+    anything; excluded papers set no keyword's floor.)"""
+    as_written = as_written * keep[:, None, :]
+    keyword_floor = np.maximum(FLOOR_FRACTION * as_written.max(axis=2, keepdims=True), _TINY)
+    above_keyword_floor = (as_written >= keyword_floor).any(axis=1)
+    profile_floor = FLOOR_FRACTION * np.where(keep, total, 0).max(axis=1, keepdims=True)
+    return keep & ((total >= profile_floor) | above_keyword_floor)
+
+
+def _fuse(
+    lexical: np.ndarray,
+    keep: np.ndarray,
+    allowed: np.ndarray,
+    cosines: np.ndarray,
+    slot_of: np.ndarray,
+    fields: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Hybrid (score, kept, above floor), each (profile, paper); marks in `fields` the closest
+    keyword of papers kept for their meaning alone.
+
+    Both scores are made relative to the profile before they are added: the lexical one to the
+    profile's best lexical paper, the semantic one between the profile's median paper (0) and
+    its closest paper (1), since cosines of a short keyword and of a long one live on different
+    scales. A paper with no keyword in it is kept when its semantic score is high enough and
+    it is at least as close in meaning as the profile's best lexical match; a profile with no
+    lexical match at all keeps nothing, so a day with nothing relevant still
+    mails no filler. The floor is a fraction of the profile's best hybrid score (the caller
+    also lets through what clears the lexical floor: the semantic score adds picks, it never
+    takes one away, however few papers the batch has to compare).
+    """
+    valid = slot_of >= 0
+    per_keyword = cosines[np.where(valid, slot_of, 0)]  # (profile, keyword, paper)
+    closest = np.where(valid[:, :, None], per_keyword, -np.inf).max(axis=1)
+    summed = np.where(valid[:, :, None], per_keyword, 0).sum(axis=1)
+    others = np.maximum(valid.sum(axis=1, keepdims=True) - 1, 1)
+    similarity = closest + SEMANTIC_SECONDARY * (summed - closest) / others
+    median = np.median(similarity, axis=1, keepdims=True)
+    spread = np.maximum(similarity.max(axis=1, keepdims=True) - median, _TINY)
+    semantic = np.clip((similarity - median) / spread, 0, 1)
+
+    lexical_best = np.where(keep, lexical, 0).max(axis=1, keepdims=True)
+    # The paper that best matches the words anchors what "close in meaning" is for this
+    # profile today; none at all means nothing relevant today.
+    anchor = np.where(keep, lexical, -1).argmax(axis=1)[:, None]
+    anchor_similarity = np.take_along_axis(similarity, anchor, axis=1)
+    meaning_only = (
+        allowed & ~keep & (lexical_best > 0) & (semantic >= SEMANTIC_ONLY_FLOOR)
+        & (similarity >= ANCHOR_FRACTION * anchor_similarity)
+    )
+    kept = keep | meaning_only
+    hybrid = np.where(keep, lexical / np.maximum(lexical_best, _TINY), 0) + SEMANTIC_WEIGHT * semantic
+    hybrid = np.round(np.where(kept, hybrid, 0), SCORE_DECIMALS)
+    floor = HYBRID_FLOOR_FRACTION * hybrid.max(axis=1, keepdims=True)
+    rows, papers = np.nonzero(meaning_only)
+    if rows.size:
+        nearest = np.where(valid[:, :, None], per_keyword, -np.inf)[rows, :, papers].argmax(axis=1)
+        fields[rows, nearest, papers] = SIMILAR
+    return hybrid, kept, kept & (hybrid >= floor)
+
+
+def _keep_one_of_each_duplicate_set(index: PaperIndex, total: np.ndarray, keep: np.ndarray) -> None:
+    """Of near-duplicate papers still kept, only the best-ranked stays (in place, per profile):
+    the same work never appears twice. Positions break ties, as in the ranking order."""
+    for members in index.duplicate_sets:
+        scores = np.where(keep[:, members], total[:, members], -np.inf)
+        best = members[np.argmax(scores, axis=1)]  # first of equals: the earlier position
+        keep[:, members] &= members[None, :] == best[:, None]
 
 
 def _order(
@@ -350,6 +563,8 @@ def rank(index: PaperIndex, profile: Profile, *, max_papers: int) -> list[Ranked
     return rank_many(index, [profile], max_papers=max_papers)[0]
 
 
-def rank_papers(papers: Sequence[Paper], profile: Profile, *, max_papers: int) -> list[Ranked]:
+def rank_papers(
+    papers: Sequence[Paper], profile: Profile, *, max_papers: int, semantic: Semantic | None = None
+) -> list[Ranked]:
     """Index `papers` and rank them for one profile (use `PaperIndex` for many profiles)."""
-    return rank(PaperIndex.build(papers), profile, max_papers=max_papers)
+    return rank(PaperIndex.build(papers, semantic), profile, max_papers=max_papers)

@@ -33,7 +33,7 @@ from email.utils import make_msgid
 
 from newsletter.delivery import Transport
 from newsletter.errors import DeliveryError
-from newsletter.pipeline import Outcome, Plan, PlanCache, compose, plan_digest, skipped
+from newsletter.pipeline import Outcome, Plan, PlanCache, compose, plan_digest, semantic_encoder, skipped
 from newsletter.settings import Settings
 from newsletter.store import Store
 from newsletter.subscribers import Subscriber
@@ -152,7 +152,7 @@ async def send_digests_async(
     workers = max(1, transport.concurrency)
     queue: asyncio.Queue[_Job | None] = asyncio.Queue(maxsize=2 * workers)
     results: list[tuple[int, Outcome]] = []
-    cache = PlanCache(store)
+    cache = PlanCache(store, semantic_encoder(settings))
     suppressed = store.suppressed_addresses()
 
     def not_attempted(position: int, email: str) -> None:
@@ -247,6 +247,7 @@ def send_test(
     plan = plan_digest(
         store, subscriber.model_copy(update={"active": True, "send_empty": True}),
         now=now, domain=settings.sender_domain, include_sent=True,
+        cache=PlanCache(store, semantic_encoder(settings)),
     )
     if not plan.sendable:  # e.g. no new papers at all: still show the operator a message
         plan = replace(plan, reason="")

