@@ -126,7 +126,7 @@ class SmtpTransport:
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
                 client = await self._connected()
-                await client.send_message(message)
+                await client.sendmail(message["From"].addresses[0].addr_spec, [recipient], message.as_bytes())
                 return
             except (aiosmtplib.SMTPException, OSError) as exc:
                 cause = exc
