@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 
 from newsletter.delivery import Transport
 from newsletter.errors import DeliveryError, DumpError
-from newsletter.message import compose_message, digest_message_id, unsubscribe_mailto
+from newsletter.message import compose_message, digest_message_id, keywords_mailto, unsubscribe_mailto
 from newsletter.models import Paper, ParsedDump, Ranked
 from newsletter.ranking import Profile, rank_papers
 from newsletter.render import Recipient, RenderedDigest, render_digest
@@ -31,6 +31,7 @@ from newsletter.settings import Settings
 from newsletter.sources import fallback_date_for, parse_dump
 from newsletter.store import Store
 from newsletter.subscribers import Subscriber
+from newsletter.unsubscribe import unsubscribe_url
 
 log = logging.getLogger(__name__)
 
@@ -174,12 +175,14 @@ def plan_digest(store: Store, subscriber: Subscriber, *, now: datetime, domain: 
 
 def _compose(plan: Plan, settings: Settings, now: datetime) -> tuple[RenderedDigest, EmailMessage]:
     subscriber = plan.subscriber
-    link = settings.unsubscribe_url or unsubscribe_mailto(settings.from_address, subscriber.email)
+    personal_url = _unsubscribe_url(settings, subscriber.email)
+    link = personal_url or unsubscribe_mailto(settings.from_address, subscriber.email)
     rendered = render_digest(
         recipient=Recipient(subscriber.email, subscriber.name, subscriber.keywords),
         day=plan.day,
         picks=list(plan.picks),
         unsubscribe_link=link,
+        keywords_link=keywords_mailto(settings.from_address),
     )
     message = compose_message(
         digest=rendered,
@@ -189,9 +192,17 @@ def _compose(plan: Plan, settings: Settings, now: datetime) -> tuple[RenderedDig
         from_name=settings.from_name,
         message_id=plan.message_id,
         sent_at=now,
-        unsubscribe_url=settings.unsubscribe_url,
+        unsubscribe_url=personal_url,
+        dkim=settings.dkim_key,
     )
     return rendered, message
+
+
+def _unsubscribe_url(settings: Settings, address: str) -> str | None:
+    """The subscriber's own https unsubscribe link, when the operator runs an endpoint."""
+    if settings.unsubscribe_url is None or settings.unsubscribe_secret is None:
+        return None
+    return unsubscribe_url(settings.unsubscribe_url, settings.unsubscribe_secret.get_secret_value(), address)
 
 
 # outcomes -------------------------------------------------------------------------------

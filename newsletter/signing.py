@@ -66,8 +66,8 @@ def read_private_key(path: Path) -> bytes:
         parsed = parse_pem_private_key(pem)
     except (UnparsableKeyError, ValueError, IndexError, TypeError):
         raise ValueError(
-            f"{path} is not a PEM RSA private key in PKCS#1 form ('BEGIN RSA PRIVATE KEY'); "
-            "convert one with: openssl rsa -in KEY -out KEY.rsa -traditional"
+            f"{path} is not a PEM RSA private key ('BEGIN RSA PRIVATE KEY' or 'BEGIN PRIVATE "
+            "KEY'); make one with: openssl genrsa -out dkim.pem 2048"
         ) from None
     bits = int(parsed["modulus"]).bit_length()
     if bits < MIN_KEY_BITS:

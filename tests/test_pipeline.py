@@ -149,6 +149,7 @@ def settings(smtp: SmtpServer) -> Settings:
         smtp_timeout=5.0,
         from_address=FROM_ADDRESS,
         unsubscribe_url="https://news.example/unsubscribe",
+        unsubscribe_secret="pipeline-test-secret-0123456789",
     )
 
 
