@@ -3,21 +3,32 @@
 Headers are built with the `email` package's modern policy, which folds and RFC 2047-encodes
 any Unicode and refuses a header value containing a line break, so no dump title or YAML value
 can inject a header. Values are flattened to one line before they get there anyway.
+
+List-Unsubscribe is the exception: it holds URLs, which must reach the receiver as written,
+never as RFC 2047 encoded words (which the policy makes of a long one). It is stored as a raw
+value folded only between its URIs, and the policy is told to leave raw values alone.
+Signing (DKIM, when a key is configured) is the last step, over the final bytes.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import date, datetime
-from email.headerregistry import Address
+from email.header import Header
+from email.headerregistry import Address, BaseHeader, HeaderRegistry
 from email.message import EmailMessage
-from email.headerregistry import BaseHeader, HeaderRegistry
 from email.policy import SMTP
 from email.utils import format_datetime
+from urllib.parse import quote
 
 from newsletter.render import RenderedDigest, one_line
+from newsletter.signing import DkimKey, sign_message
 
 LIST_ID_LABEL = "Research digest"
+KEYWORDS_SUBJECT = "Change my keywords"
+SAFE_NAME_LENGTH = 40  # a display name this short is never folded
+_ADDRESS_SPECIALS = re.compile(r'[()<>\[\]:;@\\,."]')
 
 
 class _MemoHeaderRegistry(HeaderRegistry):
@@ -36,7 +47,8 @@ class _MemoHeaderRegistry(HeaderRegistry):
         return cls
 
 
-POLICY = SMTP.clone(header_factory=_MemoHeaderRegistry())
+# Raw (source) values are written as given; header objects are still folded at 78 columns.
+MESSAGE_POLICY = SMTP.clone(refold_source="none", header_factory=_MemoHeaderRegistry())
 
 
 def digest_message_id(subscriber: str, day: date, domain: str) -> str:
@@ -55,6 +67,42 @@ def unsubscribe_mailto(from_address: str, subscriber: str) -> str:
     return f"mailto:{from_address}?subject=unsubscribe"
 
 
+def keywords_mailto(from_address: str) -> str:
+    """Where a subscriber asks for other keywords: a reply to the sender, subject filled in."""
+    return f"mailto:{from_address}?subject={quote(KEYWORDS_SUBJECT)}"
+
+
+def _set_text_header(message: EmailMessage, name: str, text: str, value: Address | str) -> None:
+    """Set a header whose `text` (a subject, a display name) is not ours to trust.
+
+    Cases the email package gets wrong are sent as RFC 2047 encoded words made by
+    `email.header.Header` instead, so they read back as written: text that merely looks like
+    an encoded word ("=?utf-8?q?..?="), which it passes through and every reader decodes
+    (RFC 2047 §5); a display name with RFC 5322 specials long enough to be folded, which it
+    folds unquoted, so that the To line reads as another address; and a non-ASCII subject,
+    where it can put a space between two encoded words, which readers then drop (§6.2).
+    """
+    risky_name = isinstance(value, Address) and (
+        _ADDRESS_SPECIALS.search(text) is not None and len(text) > SAFE_NAME_LENGTH
+    )
+    risky_subject = not isinstance(value, Address) and not text.isascii()
+    if "=?" not in text and not risky_name and not risky_subject:
+        message[name] = value
+        return
+    encoded = Header(text, "utf-8", header_name=name).encode(linesep="\n")
+    if isinstance(value, Address):
+        encoded = f"{encoded} <{value.addr_spec}>"
+    message.set_raw(name, encoded)
+
+
+def list_unsubscribe_value(*uris: str) -> str:
+    """`<uri>, <uri>` (RFC 2369), folded between URIs only; refuses what would break it."""
+    for uri in uris:
+        if any(char in uri for char in "<>, \t\r\n\0") or not uri.isascii():
+            raise ValueError(f"not usable in List-Unsubscribe: {uri!r}")
+    return ",\n ".join(f"<{uri}>" for uri in uris)
+
+
 def compose_message(
     *,
     digest: RenderedDigest,
@@ -65,26 +113,32 @@ def compose_message(
     message_id: str,
     sent_at: datetime,
     unsubscribe_url: str | None = None,
+    dkim: DkimKey | None = None,
 ) -> EmailMessage:
-    """A multipart/alternative message: plain text first, HTML preferred (RFC 2046 §5.1.4)."""
-    message = EmailMessage(policy=POLICY)
+    """A multipart/alternative message: plain text first, HTML preferred (RFC 2046 §5.1.4).
+
+    `unsubscribe_url` is the subscriber's own https link (RFC 8058 one-click); `dkim` signs.
+    """
+    message = EmailMessage(policy=MESSAGE_POLICY)
     from_user, _, from_domain = from_address.rpartition("@")
     to_user, _, to_domain = to_address.rpartition("@")
-    message["From"] = Address(one_line(from_name), from_user, from_domain)
-    message["To"] = Address(one_line(to_name or ""), to_user, to_domain)
-    message["Subject"] = one_line(digest.subject)
+    _set_text_header(message, "From", one_line(from_name), Address(one_line(from_name), from_user, from_domain))
+    _set_text_header(message, "To", one_line(to_name or ""), Address(one_line(to_name or ""), to_user, to_domain))
+    _set_text_header(message, "Subject", one_line(digest.subject), one_line(digest.subject))
     message["Date"] = format_datetime(sent_at)
     message["Message-ID"] = message_id
     message["List-Id"] = f"{LIST_ID_LABEL} <digest.{from_domain}>"
     mailto = unsubscribe_mailto(from_address, to_address)
     if unsubscribe_url:
         # RFC 8058 one-click: the https URL first, and the POST marker beside it.
-        message["List-Unsubscribe"] = f"<{unsubscribe_url}>, <{mailto}>"
+        message.set_raw("List-Unsubscribe", list_unsubscribe_value(unsubscribe_url, mailto))
         message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     else:
-        message["List-Unsubscribe"] = f"<{mailto}>"
+        message.set_raw("List-Unsubscribe", list_unsubscribe_value(mailto))
     message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies, please
     message["Precedence"] = "bulk"
     message.set_content(digest.text, subtype="plain", charset="utf-8")
     message.add_alternative(digest.html, subtype="html", charset="utf-8")
+    if dkim is not None:
+        sign_message(message, dkim)
     return message

@@ -21,7 +21,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from newsletter.errors import ConfigError, DumpError
-from newsletter.message import compose_message, digest_message_id, unsubscribe_mailto
+from newsletter.message import compose_message, digest_message_id, keywords_mailto, unsubscribe_mailto
 from newsletter.models import Paper, ParsedDump, Ranked
 from newsletter.ranking import PaperIndex, Profile, Semantic, rank, rank_papers
 from newsletter.semantic import Encoder, encoder_for, paper_text
@@ -30,6 +30,7 @@ from newsletter.settings import Settings
 from newsletter.sources import fallback_date_for, parse_dump
 from newsletter.store import Store
 from newsletter.subscribers import Subscriber
+from newsletter.unsubscribe import unsubscribe_url
 
 log = logging.getLogger(__name__)
 
@@ -273,12 +274,14 @@ def plan_digest(
 
 def compose(plan: Plan, settings: Settings, now: datetime) -> tuple[RenderedDigest, EmailMessage]:
     subscriber = plan.subscriber
-    link = settings.unsubscribe_url or unsubscribe_mailto(settings.from_address, subscriber.email)
+    personal_url = _unsubscribe_url(settings, subscriber.email)
+    link = personal_url or unsubscribe_mailto(settings.from_address, subscriber.email)
     rendered = render_digest(
         recipient=Recipient(subscriber.email, subscriber.name, subscriber.keywords),
         day=plan.day,
         picks=list(plan.picks),
         unsubscribe_link=link,
+        keywords_link=keywords_mailto(settings.from_address),
     )
     message = compose_message(
         digest=rendered,
@@ -288,9 +291,17 @@ def compose(plan: Plan, settings: Settings, now: datetime) -> tuple[RenderedDige
         from_name=settings.from_name,
         message_id=plan.message_id,
         sent_at=now,
-        unsubscribe_url=settings.unsubscribe_url,
+        unsubscribe_url=personal_url,
+        dkim=settings.dkim_key,
     )
     return rendered, message
+
+
+def _unsubscribe_url(settings: Settings, address: str) -> str | None:
+    """The subscriber's own https unsubscribe link, when the operator runs an endpoint."""
+    if settings.unsubscribe_url is None or settings.unsubscribe_secret is None:
+        return None
+    return unsubscribe_url(settings.unsubscribe_url, settings.unsubscribe_secret.get_secret_value(), address)
 
 
 # outcomes -------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from pathlib import Path
 from jinja2 import Environment, StrictUndefined, Template
 from mjml import mjml2html
 
+from newsletter.highlight import Segment, highlight
 from newsletter.models import Ranked
 
 # A wheel carries templates/ inside the package (pyproject maps it to newsletter/templates);
@@ -28,9 +29,14 @@ HTML_TEMPLATE = "digest.mjml.j2"
 TEXT_TEMPLATE = "digest.txt.j2"
 ABSTRACT_LIMIT = 420
 SUBJECT_TITLE_LIMIT = 80
+PREHEADER_LIMIT = 150  # what inbox lists show beside the subject, at most
+PREHEADER_TITLES = 3
 TEXT_WIDTH = 72
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z(\[\"'])")
-_UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u2028\u2029]")
+# Control characters, line/paragraph separators, and the bidi embeddings and overrides
+# (U+202A-U+202E, U+2066-U+2069): no title needs them, and an override can make a subject
+# or a sender read backwards. Right-to-left scripts need none of them to show correctly.
+_UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
 @dataclass(frozen=True)
@@ -79,12 +85,31 @@ def subject_line(picks: list[Ranked], keywords: tuple[str, ...]) -> str:
     """Say what is inside: `3 papers on theorem proving, Lean: <top title>`."""
     if not picks:
         return "No new papers on " + ", ".join(keywords[:3]) + " today"
-    topics = sorted({m.keyword for pick in picks for m in pick.matched}, key=keywords.index)
+    matched = {one_line(m.keyword) for pick in picks for m in pick.matched}
+    topics = [keyword for keyword in keywords if keyword in matched]
     topic_text = ", ".join(topics[:2] or keywords[:2])
-    top = one_line(picks[0].paper.title)
-    if len(top) > SUBJECT_TITLE_LIMIT:
-        top = top[:SUBJECT_TITLE_LIMIT].rsplit(" ", 1)[0] + "…"
-    return f"{_plural(len(picks), 'paper')} on {topic_text}: {top}"
+    top = _shorten(one_line(picks[0].paper.title), SUBJECT_TITLE_LIMIT)
+    count = _plural(len(picks), "paper") + (f" on {topic_text}" if topic_text else " for you")
+    return f"{count}: {top}" if top else count
+
+
+def _shorten(text: str, limit: int) -> str:
+    """`text` cut at a word so that it fits in `limit` characters, with an ellipsis if cut."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    at_word = cut.rsplit(" ", 1)[0]
+    return (at_word if len(at_word) > limit // 2 else cut).rstrip(",;: ") + "…"
+
+
+def preheader_line(picks: list[Ranked]) -> str:
+    """The line inbox lists show after the subject: the top picks' titles, then how many more."""
+    if not picks:
+        return "Nothing matched your keywords today."
+    titles = [one_line(pick.paper.title) for pick in picks[:PREHEADER_TITLES]]
+    more = len(picks) - len(titles)
+    tail = f" (+{more} more)" if more else ""
+    return _shorten("Top picks: " + "; ".join(titles), PREHEADER_LIMIT - len(tail)) + tail
 
 
 def _meta(pick: Ranked) -> str:
@@ -99,15 +124,25 @@ def _meta(pick: Ranked) -> str:
 
 def _item(position: int, pick: Ranked) -> dict[str, object]:
     abstract = trim_abstract(pick.paper.abstract)
+    title = one_line(pick.paper.title)
+    keywords = [m.keyword for m in pick.matched]
+    title_segments: list[Segment] = highlight(title, keywords)
+    abstract_segments: list[Segment] = highlight(abstract, keywords)
     return {
         "position": position,
-        "title": one_line(pick.paper.title),
+        "title": title,
+        "title_segments": title_segments,
+        "abstract_segments": abstract_segments,
         "link": pick.paper.link,
         "meta": _meta(pick),
         "matched": [
             {"keyword": one_line(m.keyword), "where": " and ".join(m.fields)} for m in pick.matched
         ],
         "abstract": abstract,
+        "title_wrapped": textwrap.fill(
+            f"{position}. {title}", TEXT_WIDTH, subsequent_indent="   ",
+            break_long_words=False, break_on_hyphens=False,
+        ),
         "abstract_wrapped": textwrap.fill(
             abstract, TEXT_WIDTH, initial_indent="   ", subsequent_indent="   ",
             break_long_words=True, break_on_hyphens=False,
@@ -136,13 +171,21 @@ def _text_template() -> Template:
 
 
 def render_digest(
-    *, recipient: Recipient, day: date, picks: list[Ranked], unsubscribe_link: str
+    *,
+    recipient: Recipient,
+    day: date,
+    picks: list[Ranked],
+    unsubscribe_link: str,
+    keywords_link: str = "",
 ) -> RenderedDigest:
-    """Render one digest. `picks` are in rank order; an empty list renders a short note."""
-    keywords = tuple(one_line(k) for k in recipient.keywords)
+    """Render one digest. `picks` are in rank order; an empty list renders a short note.
+
+    `unsubscribe_link` and `keywords_link` (where to ask for other keywords; empty: "reply")
+    are the operator's URLs, not dump text.
+    """
+    keywords = tuple(keyword for keyword in map(one_line, recipient.keywords) if keyword)
     subject = subject_line(picks, keywords)
-    titles = [one_line(p.paper.title) for p in picks[:3]]
-    preheader = "; ".join(titles) if titles else "Nothing matched your keywords today."
+    preheader = preheader_line(picks)
     count = len(picks)
     context = {
         "subject": subject,
@@ -161,6 +204,7 @@ def render_digest(
         "email": recipient.email,
         "keywords": ", ".join(keywords),
         "unsubscribe_link": unsubscribe_link,
+        "keywords_link": keywords_link,
     }
     return RenderedDigest(
         subject=subject,

@@ -10,16 +10,27 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from newsletter.errors import ConfigError
+from newsletter.signing import DkimKey, check_dns_name, read_private_key
 
 ENV_PREFIX = "NEWSLETTER_"
 SEND_AT_PATTERN = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 IMPLICIT_TLS_PORT = 465
+MIN_SECRET_LENGTH = 16
+SECRET_HINT = 'e.g. the output of: python3 -c "import secrets; print(secrets.token_hex(32))"'
 
 
 def parse_send_at(value: str) -> tuple[int, int]:
@@ -71,6 +82,12 @@ class Settings(BaseSettings):
     from_address: str = "digest@newsletter.localhost"
     from_name: str = "Research digest"
     unsubscribe_url: str | None = None
+    unsubscribe_secret: SecretStr | None = None
+
+    dkim_key_file: Path | None = None
+    dkim_selector: str | None = None
+    dkim_domain: str | None = None
+    _dkim_private_key: bytes | None = PrivateAttr(default=None)  # read once, at load time
 
     send_at: str = "07:00"
     timezone: str = "UTC"
@@ -80,7 +97,10 @@ class Settings(BaseSettings):
     # `semantic` extra is installed; "off" (or empty) ranks lexically even then.
     semantic_model: str = "all-MiniLM-L6-v2"
 
-    @field_validator("smtp_host", "smtp_username", "unsubscribe_url", "rate_limit", mode="before")
+    @field_validator(
+        "smtp_host", "smtp_username", "unsubscribe_url", "unsubscribe_secret",
+        "dkim_key_file", "dkim_selector", "dkim_domain", "rate_limit", mode="before",
+    )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
@@ -95,6 +115,11 @@ class Settings(BaseSettings):
     @classmethod
     def _valid_timezone(cls, value: str) -> str:
         return check_timezone(value)
+
+    @field_validator("dkim_selector", "dkim_domain")
+    @classmethod
+    def _dns_name(cls, value: str | None) -> str | None:
+        return None if value is None else check_dns_name(value.strip())  # DNS labels, both
 
     @field_validator("from_address", "from_name")
     @classmethod
@@ -122,7 +147,55 @@ class Settings(BaseSettings):
             )
         if self.smtp_ca_file is not None and not self.smtp_ca_file.is_file():
             raise ValueError(f"NEWSLETTER_SMTP_CA_FILE {self.smtp_ca_file} does not exist")
+        self._check_unsubscribe()
+        self._load_dkim_key()
         return self
+
+    def _check_unsubscribe(self) -> None:
+        if self.unsubscribe_url is not None:
+            parts = urlsplit(self.unsubscribe_url)
+            unsafe = any(char in self.unsubscribe_url for char in ' <>"\'\\\t\r\n')
+            if parts.scheme != "https" or not parts.netloc or parts.fragment or unsafe:
+                raise ValueError(
+                    "NEWSLETTER_UNSUBSCRIBE_URL must be an https:// URL without spaces, quotes, <> or a #fragment "
+                    "(one-click unsubscribe, RFC 8058, is https only)"
+                )
+            if self.unsubscribe_secret is None:
+                raise ValueError(
+                    "NEWSLETTER_UNSUBSCRIBE_URL is set but NEWSLETTER_UNSUBSCRIBE_SECRET is not: "
+                    f"links carry a token made with that secret; set it, {SECRET_HINT}"
+                )
+        secret = self.unsubscribe_secret
+        if secret is not None and len(secret.get_secret_value()) < MIN_SECRET_LENGTH:
+            raise ValueError(
+                f"NEWSLETTER_UNSUBSCRIBE_SECRET must be at least {MIN_SECRET_LENGTH} characters, {SECRET_HINT}"
+            )
+
+    def _load_dkim_key(self) -> None:
+        if self.dkim_key_file is None:
+            if self.dkim_selector or self.dkim_domain:
+                raise ValueError(
+                    "NEWSLETTER_DKIM_SELECTOR/NEWSLETTER_DKIM_DOMAIN are set but "
+                    "NEWSLETTER_DKIM_KEY_FILE is not; set the key file too, or neither"
+                )
+            return
+        if not self.dkim_selector:
+            raise ValueError(
+                "NEWSLETTER_DKIM_KEY_FILE is set but NEWSLETTER_DKIM_SELECTOR is not: name the "
+                "selector under which the public key is published (<selector>._domainkey.<domain>)"
+            )
+        try:
+            self._dkim_private_key = read_private_key(self.dkim_key_file)
+        except ValueError as exc:
+            raise ValueError(f"NEWSLETTER_DKIM_KEY_FILE: {exc}") from None
+
+    @property
+    def dkim_key(self) -> DkimKey | None:
+        """The signing key, selector and domain (the From domain unless set); None: no DKIM."""
+        if self._dkim_private_key is None or self.dkim_selector is None:
+            return None
+        domain = self.dkim_domain or self.sender_domain
+        return DkimKey(self.dkim_selector, domain.lower(), self._dkim_private_key)
 
     @property
     def sender_domain(self) -> str:

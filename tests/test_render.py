@@ -118,3 +118,163 @@ def test_a_built_wheel_carries_the_templates(tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     assert "newsletter/templates/digest.mjml.j2" in names
     assert "newsletter/templates/digest.txt.j2" in names
+
+
+# design checks: size, colours, hostile text ------------------------------------------------
+from html.parser import HTMLParser  # noqa: E402
+
+from digests import READER, example_picks, heavy_picks, hostile_pick, render  # noqa: E402
+
+from newsletter.render import one_line, subject_line  # noqa: E402
+
+GMAIL_CLIP_BYTES = 100 * 1024
+MIN_CONTRAST = 4.5
+_HIDDEN = ("display:none", "display: none")
+
+
+class _Page(HTMLParser):
+    """Tags with their attributes, and the text, of an HTML document."""
+
+    VOID = {"meta", "br", "img", "hr", "link", "input", "col"}
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict[str, str]]] = []
+        self.text: list[str] = []
+        self.coloured: list[tuple[str, str | None]] = []  # (colour, background behind it)
+        self._stack: list[tuple[str, str | None, bool]] = []  # tag, background, hidden
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = {name: value or "" for name, value in attrs}
+        self.tags.append((tag, values))
+        style = _style(values.get("style", ""))
+        parent_bg, parent_hidden = (self._stack[-1][1], self._stack[-1][2]) if self._stack else (None, False)
+        background = style.get("background-color") or style.get("background") or values.get("bgcolor") or parent_bg
+        hidden = parent_hidden or style.get("display") == "none"
+        if "color" in style and not hidden:
+            self.coloured.append((style["color"], background))
+        if tag not in self.VOID:
+            self._stack.append((tag, background, hidden))
+
+    def handle_endtag(self, tag: str) -> None:
+        while self._stack:
+            if self._stack.pop()[0] == tag:
+                break
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+def _style(declarations: str) -> dict[str, str]:
+    pairs = (item.split(":", 1) for item in declarations.split(";") if ":" in item)
+    return {name.strip().lower(): value.strip().lower() for name, value in pairs}
+
+
+def _page(html: str) -> _Page:
+    page = _Page()
+    page.feed(html)
+    page.close()
+    return page
+
+
+def _contrast(first: str, second: str) -> float:
+    def luminance(colour: str) -> float:
+        value = colour.lstrip("#")
+        if len(value) == 3:
+            value = "".join(c * 2 for c in value)
+        channels = [int(value[i : i + 2], 16) / 255 for i in (0, 2, 4)]
+        linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+    high, low = sorted((luminance(first), luminance(second)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+def test_a_ten_paper_digest_stays_under_gmails_clipping_size() -> None:
+    heavy = render(heavy_picks(10)).html.encode("utf-8")
+    realistic = render(example_picks(10)).html.encode("utf-8")
+    print(f"\nHTML part, 10 papers: {len(realistic)} bytes (example dumps), {len(heavy)} bytes (worst case)")
+    assert len(realistic) < len(heavy) < GMAIL_CLIP_BYTES
+
+
+def test_every_coloured_text_has_its_background_set_and_readable() -> None:
+    for picks in (example_picks(10), heavy_picks(3), []):
+        page = _page(render(picks).html)
+        assert len(page.coloured) >= 5
+        for colour, background in page.coloured:
+            assert background is not None, f"text coloured {colour} on no background of its own"
+            assert _contrast(colour, background) >= MIN_CONTRAST, (colour, background)
+
+
+def test_dark_mode_is_declared_and_styled() -> None:
+    html = render(example_picks(3)).html
+    head = html[: html.index("</head>")]
+    assert '<meta name="color-scheme" content="light dark"' in head
+    assert '<meta name="supported-color-schemes" content="light dark"' in head
+    dark = head[head.index("@media (prefers-color-scheme: dark)") :]
+    for selector in (".card", ".text div", ".text .meta", ".title a", ".hl", ".kw", ".foot a"):
+        assert selector in dark
+
+
+def test_keywords_are_highlighted_in_title_and_abstract() -> None:
+    [pick] = [hostile_pick("Lean for theorem proving", "We do theorem proving in Lean 4. Clean.")]
+    html = render([pick]).html
+    assert html.count('<span class="hl"') == 4  # twice in the title, twice in the abstract
+    assert '<span class="hl" style="background:#fde68a;color:#1f2328;">theorem proving</span>' in html
+    assert ">Clean.<" not in html and "Clean." in html  # no match inside "Clean"
+
+
+def test_the_preheader_summarises_the_top_picks() -> None:
+    picks = example_picks(10)
+    rendered = render(picks)
+    titles = [one_line(p.paper.title) for p in picks]
+    assert rendered.preheader.startswith(f"Top picks: {titles[0]}; ")
+    assert rendered.preheader.endswith("(+7 more)") and len(rendered.preheader) <= 150
+    assert rendered.preheader in rendered.html
+    assert "10 papers picked for you" in rendered.html and "Monday, 23 November 2026" in rendered.html
+
+
+HOSTILE_PIECES = st.sampled_from(
+    ["<", ">", "&", "&amp;", "{{", "}}", "{%", "%}", "{#", '"', "'", "`", "<script>", "</mj-text>",
+     "<!--", "-->", "\u202e", "\u202d", "\u2066", "مرحبا", "שלום", "🚀", "👩‍🔬", "\r\n", "\n", "\r",
+     "\x00", "\t", "Bcc: x@evil.example", "x" * 500, "Lean", "theorem proving", " ", "=?utf-8?q?=41?="]
+)
+HOSTILE_TEXT = st.lists(st.one_of(HOSTILE_PIECES, st.text(max_size=12)), min_size=1, max_size=12).map("".join)
+EXPECTED_HEADERS = {
+    "From", "To", "Subject", "Date", "Message-ID", "List-Id", "List-Unsubscribe",
+    "Auto-Submitted", "Precedence", "MIME-Version", "Content-Type",
+}
+
+
+@settings(max_examples=40, deadline=None)
+@given(title=HOSTILE_TEXT, abstract=HOSTILE_TEXT, name=HOSTILE_TEXT, keyword=HOSTILE_TEXT)
+def test_hostile_dump_text_stays_text(title: str, abstract: str, name: str, keyword: str) -> None:
+    recipient = Recipient("ada@example.org", name, (keyword, "Lean"))
+    pick = Ranked(
+        Paper(title=title, abstract=abstract, organization=name, upvotes=3),
+        1.0, (KeywordMatch(keyword, ("title",)), KeywordMatch("Lean", ("abstract",))), picked=True,
+    )
+    benign = _page(render([hostile_pick("Lean theorem proving", "Lean. theorem proving.")], READER).html)
+    allowed = {tag: set() for tag, _ in benign.tags}
+    for tag, attrs in benign.tags:
+        allowed[tag] |= set(attrs)
+
+    parsed = _parse([pick], recipient)
+
+    html_part = parsed.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    page = _page(html_part)
+    for tag, attrs in page.tags:  # the template's tags and attributes, nothing from the dump
+        assert tag in allowed and set(attrs) <= allowed[tag], (tag, attrs)
+        assert attrs.get("href", "https://").startswith(("https://", "mailto:"))
+    shown = "".join(page.text)
+    assert one_line(title) in shown and one_line(name) in shown and one_line(keyword) in shown
+    assert "".join(trim_abstract(abstract).split()) in "".join(shown.split())
+    text_part = parsed.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert one_line(title) in " ".join(text_part.split())
+    assert "".join(trim_abstract(abstract).split()) in "".join(text_part.split())
+    assert set(parsed.keys()) == EXPECTED_HEADERS
+    # (Python's address parser leaves a space between adjacent encoded words; clients do not.)
+    [to] = parsed["To"].addresses
+    assert (to.addr_spec, "".join(to.display_name.split())) == ("ada@example.org", "".join(one_line(name).split()))
+    assert parsed["Subject"] == subject_line([pick], tuple(filter(None, map(one_line, recipient.keywords))))
+    assert one_line(title)[:10] in parsed["Subject"]
