@@ -101,6 +101,25 @@ def tls_context(settings: Settings) -> ssl.SSLContext:
     return context
 
 
+def smtp_client(settings: Settings, *, stepwise: bool = False) -> aiosmtplib.SMTP:
+    """An unconnected client for the configured server.
+
+    By default `connect()` does everything: TLS (implicit or STARTTLS) and AUTH. `stepwise`
+    leaves STARTTLS and AUTH to the caller, for `check --smtp` to report them one by one.
+    """
+    password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
+    return aiosmtplib.SMTP(
+        hostname=settings.smtp_host,
+        port=settings.smtp_port,
+        username=None if stepwise else settings.smtp_username,
+        password=None if stepwise else password,
+        use_tls=settings.smtp_security == "tls",
+        start_tls=settings.smtp_security == "starttls" and not stepwise,
+        tls_context=tls_context(settings) if settings.smtp_security != "none" else None,
+        timeout=settings.smtp_timeout,
+    )
+
+
 @dataclass
 class _Connection:
     client: aiosmtplib.SMTP
@@ -145,20 +164,6 @@ class SmtpTransport:
         self._idle: list[_Connection] = []
         self._slots: asyncio.Semaphore | None = None
 
-    def _new_client(self) -> aiosmtplib.SMTP:
-        s = self.settings
-        password = s.smtp_password.get_secret_value() if s.smtp_password else None
-        return aiosmtplib.SMTP(
-            hostname=s.smtp_host,
-            port=s.smtp_port,
-            username=s.smtp_username,
-            password=password,
-            use_tls=s.smtp_security == "tls",
-            start_tls=True if s.smtp_security == "starttls" else False,
-            tls_context=tls_context(s) if s.smtp_security != "none" else None,
-            timeout=s.smtp_timeout,
-        )
-
     async def _acquire(self) -> _Connection:
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.concurrency)
@@ -168,7 +173,7 @@ class SmtpTransport:
                 connection = self._idle.pop()
                 if connection.client.is_connected:
                     return connection
-            client = self._new_client()
+            client = smtp_client(self.settings)
             await client.connect()
             self.opened += 1
             return _Connection(client)

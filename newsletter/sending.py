@@ -138,16 +138,10 @@ async def _deliver(store: Store, job: _Job, settings: Settings, transport: Trans
     return Outcome(email, "sent", papers, job.plan.message_id, job.subject, attempts=attempts), None
 
 
-async def send_digests_async(
-    store: Store,
-    subscribers: Iterable[Subscriber],
-    settings: Settings,
-    transport: Transport,
-    *,
-    now: datetime | None = None,
-    progress: Progress | None = None,
+async def _send_all(
+    store: Store, subscribers: Iterable[Subscriber], settings: Settings, transport: Transport,
+    now: datetime, progress: Progress | None,
 ) -> SendReport:
-    now = now or datetime.now(UTC)
     budget = ErrorBudget(settings.max_error_rate)
     workers = max(1, transport.concurrency)
     queue: asyncio.Queue[_Job | None] = asyncio.Queue(maxsize=2 * workers)
@@ -223,9 +217,7 @@ def send_digests(
     progress: Progress | None = None,
 ) -> SendReport:
     """Deliver today's digest to each subscriber that is due one."""
-    return asyncio.run(
-        send_digests_async(store, subscribers, settings, transport, now=now, progress=progress)
-    )
+    return asyncio.run(_send_all(store, subscribers, settings, transport, now or datetime.now(UTC), progress))
 
 
 def send_test(

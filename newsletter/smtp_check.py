@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import aiosmtplib
 
-from newsletter.delivery import certificate_failure, tls_context, translate_smtp_error
+from newsletter.delivery import certificate_failure, smtp_client, translate_smtp_error
 from newsletter.settings import Settings
 
 
@@ -58,14 +58,7 @@ async def check_smtp(settings: Settings) -> list[Step]:
     """Run the steps in order; stop at the first that fails. Never sends a message."""
     steps: list[Step] = []
     password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
-    client = aiosmtplib.SMTP(
-        hostname=settings.smtp_host,
-        port=settings.smtp_port,
-        use_tls=settings.smtp_security == "tls",
-        start_tls=False,  # done below as its own step
-        tls_context=tls_context(settings) if settings.smtp_security != "none" else None,
-        timeout=settings.smtp_timeout,
-    )
+    client = smtp_client(settings, stepwise=True)  # STARTTLS and AUTH are steps of their own
 
     async def step(name: str, action: object) -> bool:
         started = time.perf_counter()

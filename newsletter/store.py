@@ -326,14 +326,10 @@ class Store:
             rows = db.execute(select(dumps.c.status, func.count()).group_by(dumps.c.status))
             return {status: int(count) for status, count in rows}
 
-    def candidates(self, subscriber: str, day: date) -> list[Paper]:
-        """Papers never sent to `subscriber`, first seen since their last digest (else all)."""
-        return self.papers_by_ids(self.candidate_ids(subscriber, day))
-
     def candidate_ids(self, subscriber: str, day: date) -> list[str]:
         """Ids of the papers never sent to `subscriber`, first seen since their last digest.
 
-        Papers held by an earlier digest that certainly never arrived (see `release_unsent`)
+        Papers held by an earlier digest that certainly never arrived (see `_release_unsent`)
         count as not sent, so a preview sees what the next send will pick. Ids come back
         sorted, so subscribers with the same candidates get equal lists.
         """
@@ -420,7 +416,7 @@ class Store:
         """Write the digest as `planned` with its papers, before any attempt to send it.
 
         In the same transaction, earlier digests that never arrived give their papers back
-        (see `release_unsent`).
+        (see `_release_unsent`).
         """
         ids = tuple(paper_ids)
         now = _now()
@@ -454,7 +450,8 @@ class Store:
             rows = db.execute(select(digests.c.subscriber, digests.c.status).where(digests.c.digest_day == day))
             return {subscriber: status for subscriber, status in rows}
 
-    def release_unsent(self, subscriber: str, before: date) -> int:
+    @staticmethod
+    def _release_unsent(db: Connection, subscriber: str, before: date) -> int:
         """Give back the papers of earlier digests that certainly never arrived.
 
         A digest left `failed` (the server refused it) or `planned` (never attempted) on an
@@ -462,11 +459,6 @@ class Store:
         morning does not lose them for good. A `sending` row is left alone: the server may
         have accepted it just before a crash, and sending its papers again could repeat them.
         """
-        with self._tx() as db:
-            return self._release_unsent(db, subscriber, before)
-
-    @staticmethod
-    def _release_unsent(db: Connection, subscriber: str, before: date) -> int:
         stale = db.execute(
             select(digests.c.id).where(
                 digests.c.subscriber == subscriber,

@@ -30,6 +30,8 @@ import trustme
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
+from newsletter.settings import Settings, load_settings
+
 LOOPBACK = "127.0.0.1"
 USERNAME = "digest-bot"
 PASSWORD = "correct horse battery staple"
@@ -203,3 +205,39 @@ def make_tls_material(directory: Path) -> TlsMaterial:
     ca_file = directory / "test-ca.pem"
     ca.cert_pem.write_to_path(str(ca_file))
     return TlsMaterial(ca, ca_file, server_context)
+
+
+# Client side: the settings a test gives the code under test to reach these servers ---------
+CLIENT_FROM = "digest@news.example"
+
+
+def smtp_settings(server: SmtpServer, **overrides: object) -> Settings:
+    """Settings that reach `server` in plain SMTP (override `smtp_security` etc. for TLS)."""
+    values: dict[str, object] = {
+        "smtp_host": server.host,
+        "smtp_port": server.port,
+        "smtp_security": "none",
+        "smtp_timeout": 5.0,
+        "from_address": CLIENT_FROM,
+    }
+    values.update(overrides)
+    return load_settings(**values)
+
+
+def starttls_server(tls: TlsMaterial, **options: Any) -> Any:  # a context manager of SmtpServer
+    """A server that requires STARTTLS, then AUTH (LOGIN/PLAIN); `options` go to aiosmtpd."""
+    return smtp_server(
+        tls_context=tls.server_context, require_starttls=True, authenticator=Authenticator(),
+        auth_require_tls=True, auth_required=True, **options,
+    )
+
+
+def starttls_settings(server: SmtpServer, tls: TlsMaterial, **overrides: object) -> Settings:
+    """Settings that log in to a `starttls_server`, trusting its CA through the CA file."""
+    values: dict[str, object] = {
+        "smtp_security": "starttls", "smtp_username": USERNAME, "smtp_password": PASSWORD,
+        "smtp_ca_file": tls.ca_file,
+    }
+    values.update(overrides)
+    return smtp_settings(server, **values)
+

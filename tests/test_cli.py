@@ -160,14 +160,11 @@ def tmp_dumps(_server: object) -> Path:
 
 @pytest.mark.parametrize("good_password", [True, False])
 def test_check_smtp_walks_through_tls_and_login_and_sends_nothing(tmp_path: Path, tls_material, good_password: bool) -> None:  # type: ignore[no-untyped-def]
-    from smtp_servers import PASSWORD, Authenticator, smtp_server
+    from smtp_servers import PASSWORD, starttls_server
 
     _subscribers(tmp_path)
     (tmp_path / "dumps").mkdir()
-    with smtp_server(
-        tls_context=tls_material.server_context, require_starttls=True, authenticator=Authenticator(),
-        auth_require_tls=True, auth_required=True,
-    ) as server:
+    with starttls_server(tls_material) as server:
         password = PASSWORD if good_password else "wrong"
         result = newsletter("check", "--smtp", cwd=tmp_path, **_smtp_env(server, tls_material, password))
         received = list(server.handler.received)

@@ -25,9 +25,18 @@ from newsletter.errors import DeliveryError
 from newsletter.message import compose_message, digest_message_id
 from newsletter.render import RenderedDigest
 from newsletter.settings import Settings, load_settings
-from smtp_servers import PASSWORD, USERNAME, Authenticator, SmtpServer, TlsMaterial, free_port, smtp_server
+from smtp_servers import (
+    SmtpServer,
+    TlsMaterial,
+    free_port,
+    CLIENT_FROM,
+    smtp_server,
+    smtp_settings,
+    starttls_server,
+    starttls_settings,
+)
 
-FROM_ADDRESS = "digest@news.example"
+FROM_ADDRESS = CLIENT_FROM
 DOMAIN = "news.example"
 DAY = date(2026, 4, 15)
 SENT_AT = datetime(2026, 4, 15, 7, 0, tzinfo=UTC)
@@ -52,18 +61,6 @@ def digest(to: str = "ada@example.org", *, subject: str = f"1 paper on theorem p
         sent_at=SENT_AT,
         unsubscribe_url=UNSUBSCRIBE_URL,
     )
-
-
-def smtp_settings(server: SmtpServer, **overrides: object) -> Settings:
-    values: dict[str, object] = {
-        "smtp_host": server.host,
-        "smtp_port": server.port,
-        "smtp_security": "none",
-        "smtp_timeout": 5.0,
-        "from_address": FROM_ADDRESS,
-    }
-    values.update(overrides)
-    return load_settings(**values)
 
 
 def deliver(settings: Settings, *messages: EmailMessage) -> None:
@@ -98,16 +95,6 @@ def deliver_each(settings: Settings, *messages: EmailMessage) -> list[DeliveryEr
 
     asyncio.run(run())
     return errors
-
-
-def starttls_server(tls: TlsMaterial):  # -> context manager of SmtpServer
-    return smtp_server(
-        tls_context=tls.server_context,
-        require_starttls=True,
-        authenticator=Authenticator(),
-        auth_require_tls=True,
-        auth_required=True,
-    )
 
 
 # plain delivery ----------------------------------------------------------------------------
@@ -163,13 +150,7 @@ def test_one_connection_carries_several_digests(smtp: SmtpServer) -> None:
 # TLS and AUTH ---------------------------------------------------------------------------
 def test_starttls_with_login_delivers(tls_material: TlsMaterial) -> None:
     with starttls_server(tls_material) as server:
-        settings = smtp_settings(
-            server,
-            smtp_security="starttls",
-            smtp_username=USERNAME,
-            smtp_password=PASSWORD,
-            smtp_ca_file=tls_material.ca_file,
-        )
+        settings = starttls_settings(server, tls_material)
         deliver(settings, digest())
 
     [received] = server.handler.received
@@ -180,14 +161,8 @@ def test_starttls_with_login_delivers(tls_material: TlsMaterial) -> None:
 @pytest.mark.parametrize("mechanism", ["PLAIN", "LOGIN"])
 def test_each_auth_mechanism_works_over_starttls(tls_material: TlsMaterial, mechanism: str) -> None:
     other = {"PLAIN": "LOGIN", "LOGIN": "PLAIN"}[mechanism]
-    with smtp_server(
-        tls_context=tls_material.server_context, require_starttls=True, authenticator=Authenticator(),
-        auth_require_tls=True, auth_required=True, auth_exclude_mechanism=[other],
-    ) as server:
-        settings = smtp_settings(
-            server, smtp_security="starttls", smtp_username=USERNAME, smtp_password=PASSWORD,
-            smtp_ca_file=tls_material.ca_file,
-        )
+    with starttls_server(tls_material, auth_exclude_mechanism=[other]) as server:
+        settings = starttls_settings(server, tls_material)
         deliver(settings, digest())
 
     [received] = server.handler.received
@@ -196,13 +171,7 @@ def test_each_auth_mechanism_works_over_starttls(tls_material: TlsMaterial, mech
 
 def test_wrong_password_is_permanent_and_names_the_settings(tls_material: TlsMaterial) -> None:
     with starttls_server(tls_material) as server:
-        settings = smtp_settings(
-            server,
-            smtp_security="starttls",
-            smtp_username=USERNAME,
-            smtp_password="not the password",
-            smtp_ca_file=tls_material.ca_file,
-        )
+        settings = starttls_settings(server, tls_material, smtp_password="not the password")
         with pytest.raises(DeliveryError) as caught:
             deliver(settings, digest())
 

@@ -22,9 +22,9 @@ from newsletter.render import RenderedDigest
 from newsletter.settings import Settings, load_settings
 from newsletter.store import Store
 from newsletter.subscribers import Subscriber
-from smtp_servers import PASSWORD, USERNAME, Authenticator, SmtpServer, free_port, smtp_server
+from smtp_servers import CLIENT_FROM, SmtpServer, free_port, smtp_settings, starttls_server, starttls_settings
 
-FROM_ADDRESS = "digest@news.example"
+FROM_ADDRESS = CLIENT_FROM
 NOW = datetime(2026, 4, 16, 7, 0, tzinfo=UTC)
 
 
@@ -58,18 +58,6 @@ def readers(count: int, *, keywords: tuple[str, ...] = ("reasoning",)) -> list[S
         )
         for n in range(count)
     ]
-
-
-def smtp_settings(server: SmtpServer, **overrides: object) -> Settings:
-    values: dict[str, object] = {
-        "smtp_host": server.host,
-        "smtp_port": server.port,
-        "smtp_security": "none",
-        "smtp_timeout": 5.0,
-        "from_address": FROM_ADDRESS,
-    }
-    values.update(overrides)
-    return load_settings(**values)
 
 
 def run(store: Store, subscribers: list[Subscriber], settings: Settings, now: datetime = NOW) -> sending.SendReport:
@@ -178,14 +166,8 @@ def test_a_run_failing_for_most_subscribers_stops_early_and_the_rest_go_next_tim
 def test_a_setup_error_stops_the_run_at_once_and_blames_no_recipient(
     store: Store, tls_material, fast_retries: None  # type: ignore[no-untyped-def]
 ) -> None:
-    with smtp_server(
-        tls_context=tls_material.server_context, require_starttls=True, authenticator=Authenticator(),
-        auth_require_tls=True, auth_required=True,
-    ) as server:
-        settings = smtp_settings(
-            server, smtp_security="starttls", smtp_ca_file=tls_material.ca_file,
-            smtp_username=USERNAME, smtp_password="wrong", smtp_connections=1,
-        )
+    with starttls_server(tls_material) as server:
+        settings = starttls_settings(server, tls_material, smtp_password="wrong", smtp_connections=1)
         report = run(store, readers(10), settings)
 
     assert report.stopped and "login failed" in report.stopped

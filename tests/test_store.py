@@ -52,8 +52,8 @@ def test_ledger_never_records_a_paper_twice_for_one_subscriber(store: Store) -> 
     store.mark(record.id, "sending")
     store.mark(record.id, "sent")
     assert store.digest_for("ada@example.org", date(2026, 11, 20)).status == "sent"  # type: ignore[union-attr]
-    assert store.candidates("ada@example.org", date(2026, 11, 22)) == []
-    assert store.candidates("bob@example.org", date(2026, 11, 22)) == [paper]
+    assert store.candidate_ids("ada@example.org", date(2026, 11, 22)) == []
+    assert store.candidate_ids("bob@example.org", date(2026, 11, 22)) == [paper.paper_id]
     with pytest.raises(IntegrityError):
         store.plan_digest(subscriber="ada@example.org", day=date(2026, 11, 21), message_id="<2@x>", paper_ids=[paper.paper_id])
     with pytest.raises(IntegrityError):  # one digest per subscriber and day
@@ -69,7 +69,7 @@ def test_candidates_are_papers_first_seen_since_the_last_digest(store: Store) ->
     store.mark(record.id, "sent")
     new = Paper(title="New paper", abstract="Seen after it.")
     store.add_dump(path="b.txt", sha256="e" * 64, format="hf-text", listing_date=None, dump_papers_=[new])
-    assert [p.title for p in store.candidates("ada@example.org", date(2026, 11, 22))] == ["New paper"]
+    assert store.candidate_ids("ada@example.org", date(2026, 11, 22)) == [new.paper_id]
 
 
 def test_the_database_survives_reopening(tmp_path: Path) -> None:
