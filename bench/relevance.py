@@ -26,16 +26,17 @@ Metrics (graded judgments: 2 squarely on the profile, 1 related, 0 not)
 - precision@5 and recall@10 count grade >= 1 as relevant.
 - mailed F1: precision of the mailed set (empty set: 1 when nothing is relevant, else 0) and
   recall against min(relevant, max_papers), the most a digest can hold.
---lopo re-tunes the floor fraction and title weight of the lexical ranker with each profile
-held out in turn and reports the held-out scores, to show the defaults are not fitted to the set.
+--lopo re-tunes the floor fraction and words weight of the lexical ranker (and the floor and
+semantic weight of the hybrid) with each profile held out in turn and reports the held-out
+scores: how far the defaults, tuned on this set, are fitted to it.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
-import re
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -62,8 +63,9 @@ SHARED_DUMPS = REPO_ROOT.parent / "shared" / "dumps"
 EVAL_DIR = REPO_ROOT / "bench" / "eval"
 CACHE_DB = REPO_ROOT / "bench" / ".cache" / "embeddings.db"
 METRICS = ("nDCG@5", "P@5", "R@10", "nDCG@10", "mailedF1")
-FLOOR_GRID = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4)
-TITLE_GRID = (1.0, 1.5, 2.0, 2.5, 3.0, 4.0)
+FLOOR_GRID = (0.1, 0.2, 0.3, 0.4, 0.5)
+WORDS_GRID = (0.0, 0.25, 0.5, 1.0)
+SEMANTIC_GRID = (0.5, 1.0, 1.5, 2.0)
 
 
 @dataclass(frozen=True)
@@ -266,39 +268,45 @@ def objective(values: dict[str, float]) -> float:
     return (values["nDCG@5"] + values["nDCG@10"] + values["mailedF1"]) / 3
 
 
-def leave_one_profile_out(papers: Sequence[Paper], profiles: Sequence[EvalProfile], max_papers: int) -> None:
-    """Tune FLOOR_FRACTION x TITLE_WEIGHT on all profiles but one, score the one held out."""
-    grid: dict[tuple[float, float], dict[str, dict[str, float]]] = {}
-    for title_weight in TITLE_GRID:
-        with ranker_settings(TITLE_WEIGHT=title_weight):
-            index = ranking.PaperIndex.build(papers)
-            for floor in FLOOR_GRID:
-                with ranker_settings(FLOOR_FRACTION=floor):
-                    system = ranker_system(index, max_papers)
-                    grid[(floor, title_weight)] = {
-                        p.name: scores(system(p), p.grades, max_papers) for p in profiles
-                    }
+LEXICAL_GRID = {"FLOOR_FRACTION": FLOOR_GRID, "WORDS_WEIGHT": WORDS_GRID}
+HYBRID_GRID = {"HYBRID_FLOOR_FRACTION": FLOOR_GRID, "SEMANTIC_WEIGHT": SEMANTIC_GRID}
+
+
+def leave_one_profile_out(
+    label: str, index: ranking.PaperIndex, grid: dict[str, tuple[float, ...]],
+    profiles: Sequence[EvalProfile], max_papers: int,
+) -> None:
+    """Tune the `grid` constants on all profiles but one, score the one held out; repeat."""
+    names = list(grid)
+    results: dict[tuple[float, ...], dict[str, dict[str, float]]] = {}
+    for values in itertools.product(*grid.values()):
+        with ranker_settings(**dict(zip(names, values))):
+            system = ranker_system(index, max_papers)
+            results[values] = {p.name: scores(system(p), p.grades, max_papers) for p in profiles}
     held_out: dict[str, dict[str, float]] = {}
     chosen = []
     for profile in profiles:
         others = [p.name for p in profiles if p is not profile]
-        best = max(grid, key=lambda key: mean(objective(grid[key][n]) for n in others))
+        best = max(results, key=lambda key: mean(objective(results[key][n]) for n in others))
         chosen.append(best)
-        held_out[profile.name] = grid[best][profile.name]
-    defaults = (ranking.FLOOR_FRACTION, ranking.TITLE_WEIGHT)
-    in_sample = max(grid, key=lambda key: mean(objective(grid[key][p.name]) for p in profiles))
-    print("\nLeave-one-profile-out (lexical ranker; floor fraction x title weight tuned on the "
-          "other profiles)\n")
+        held_out[profile.name] = results[best][profile.name]
+    defaults = tuple(getattr(ranking, name) for name in names)
+    in_sample = max(results, key=lambda key: mean(objective(results[key][p.name]) for p in profiles))
+
+    def setting(values: tuple[float, ...]) -> str:
+        return ", ".join(f"{name} {value}" for name, value in zip(names, values))
+
+    print(f"\nLeave-one-profile-out, {label} ({' x '.join(names)} tuned on the other profiles)\n")
     print("| setting | " + " | ".join(METRICS) + " |\n|---|" + "---:|" * len(METRICS))
-    for label, rows in (
-        (f"defaults (floor {defaults[0]}, title {defaults[1]})", grid.get(defaults)),
-        (f"best on all profiles (floor {in_sample[0]}, title {in_sample[1]})", grid[in_sample]),
+    for row_label, rows in (
+        (f"defaults ({setting(defaults)})", results.get(defaults)),
+        (f"best on all profiles ({setting(in_sample)})", results[in_sample]),
         ("held out, tuned on the others", held_out),
     ):
         if rows is None:
             continue
         values = {m: mean(rows[p.name][m] for p in profiles) for m in METRICS}
-        print(f"| {label} | " + " | ".join(f"{values[m]:.3f}" for m in METRICS) + " |")
+        print(f"| {row_label} | " + " | ".join(f"{values[m]:.3f}" for m in METRICS) + " |")
     print(f"\nsettings chosen per fold: {sorted(set(chosen))}")
 
 
@@ -327,7 +335,12 @@ def main() -> None:
     print(f"papers: {len(papers)}; profiles: {len(profiles)}; max_papers: {args.max_papers}")
     print_table(evaluate(systems, profiles, args.max_papers), profiles)
     if args.lopo:
-        leave_one_profile_out(papers, profiles, args.max_papers)
+        leave_one_profile_out("lexical", INDEXES["lexical"], LEXICAL_GRID, profiles, args.max_papers)
+        if "hybrid" in INDEXES:
+            leave_one_profile_out("hybrid", INDEXES["hybrid"], HYBRID_GRID, profiles, args.max_papers)
+
+
+INDEXES: dict[str, ranking.PaperIndex] = {}  # the project's rankers' indexes, for --lopo
 
 
 def semantic_systems(papers: Sequence[Paper], max_papers: int) -> dict[str, System]:
@@ -336,7 +349,8 @@ def semantic_systems(papers: Sequence[Paper], max_papers: int) -> dict[str, Syst
     Paper embeddings go through the project's own path: the dumps are ingested into a store
     under bench/.cache and `semantic_for` encodes each paper once, then reads it from there.
     """
-    systems = {"lexical": ranker_system(ranking.PaperIndex.build(papers), max_papers)}
+    INDEXES["lexical"] = ranking.PaperIndex.build(papers)
+    systems = {"lexical": ranker_system(INDEXES["lexical"], max_papers)}
     encoder = semantic.encoder_for(semantic.DEFAULT_MODEL)
     if encoder is None:
         print("semantic extra not installed: no embedding baseline, no hybrid", file=sys.stderr)
@@ -352,7 +366,8 @@ def semantic_systems(papers: Sequence[Paper], max_papers: int) -> dict[str, Syst
         raise SystemExit("the semantic model could not be loaded")
     matrix = np.stack([vectors.paper_vectors[paper.paper_id] for paper in papers])
     systems["embedding"] = embedding_system(papers, matrix, encoder.encode, max_papers)
-    systems["hybrid"] = ranker_system(ranking.PaperIndex.build(papers, vectors), max_papers)
+    INDEXES["hybrid"] = ranking.PaperIndex.build(papers, vectors)
+    systems["hybrid"] = ranker_system(INDEXES["hybrid"], max_papers)
     return systems
 
 

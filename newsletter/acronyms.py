@@ -29,7 +29,7 @@ MAX_LETTERS = 10
 MAX_EXTRA_WORDS = 2  # "Chain-of-Thought (CoT)" has 3 words for 3 letters; allow a few more
 _DEFINITION = re.compile(r"\(\s*([A-Za-z][A-Za-z0-9]{1,10})\s*\)")
 _WORD = re.compile(r"[^\W_]+")
-_FUNCTION_WORDS = frozenset({"a", "an", "and", "by", "for", "in", "of", "on", "the", "to", "with"})
+FUNCTION_WORDS = frozenset({"a", "an", "and", "by", "for", "in", "of", "on", "the", "to", "with"})
 
 Tokenizer = Callable[[str], list[str]]
 Terms = tuple[str, ...]
@@ -73,7 +73,7 @@ def find_definitions(text: str) -> list[tuple[str, str]]:
         best: tuple[int, int] | None = None  # (initials spelt, -words)
         for count in range(1, len(lowered) + 1):
             words = lowered[-count:]
-            if words[0] not in _FUNCTION_WORDS and _spells(letters, words):
+            if words[0] not in FUNCTION_WORDS and _spells(letters, words):
                 candidate = (_initials_spelt(letters, words), -count)
                 best = candidate if best is None else max(best, candidate)
         if best is not None:

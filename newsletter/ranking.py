@@ -16,18 +16,23 @@ Rules
 - Index: one `bm25s.BM25` (Lucene variant) per field, title and abstract. A field is indexed as
   its tokens plus every adjacent pair of tokens as one extra term ("test time"), so a phrase is a
   term with its own document frequency, scored by the library like any word.
-- A keyword matches a field when all its tokens occur in it. Its score there is: one word, the
-  BM25 of the token; several words in phrase (each adjacent pair of the keyword occurs as a pair
-  in the field), the BM25 of the tokens plus that of the pairs; several words scattered,
-  SCATTERED_WEIGHT x the BM25 of the tokens. A field holding only some of the words scores 0:
-  "time" alone is not "test-time". Phrases of three or more words are checked pair by pair
-  ("a b" and "b c" anywhere in the field), an approximation of exact adjacency. `matched`
-  lists, in profile order, the keywords that matched and the fields where they did. Keywords
-  with the same tokens or spellings ("LLM", "LLMs"; "MoE", "mixture of experts") count once,
-  under the first one written.
-- A keyword's score in a paper is TITLE_WEIGHT x title + abstract. A paper's score is its best
-  keyword plus SECONDARY_WEIGHT x the others: several keywords count, yet one keyword squarely
-  in the title beats three brushed once in the abstract.
+- A keyword matches a field whole when all its tokens occur in it. Its score there is: one
+  word, the BM25 of the token; several words in phrase (each adjacent pair of the keyword occurs
+  as a pair in the field), the BM25 of the tokens plus that of the pairs; several words
+  scattered, SCATTERED_WEIGHT x the BM25 of the tokens. Phrases of three or more words are
+  checked pair by pair ("a b" and "b c" anywhere in the field), an approximation of exact
+  adjacency. Keywords with the same tokens or spellings ("LLM", "LLMs"; "MoE", "mixture of
+  experts") count once, under the first one written.
+- A keyword's score in a paper is log(1 + TITLE_WEIGHT x title + abstract): BM25 of a phrase in
+  a short title runs an order of magnitude above an abstract mention, and the logarithm keeps
+  one such keyword from drowning every other. A paper's score is its best keyword plus
+  SECONDARY_WEIGHT x the others, plus WORDS_WEIGHT x log(1 + the BM25 of each keyword's words
+  one by one, wherever they occur, function words left out). So several keywords count, yet
+  one keyword squarely in the title and abstract beats three brushed once in the abstract; and
+  a paper holding only some words of a keyword ("time" for "test-time") scores through those
+  words alone, is listed as "some words" and is never picked on that alone.
+- `matched` lists, in profile order, the keywords that matched and the fields where they did
+  ("title", "abstract"), or "some words".
 - Spellings: a keyword also matches as the batch's papers spell it (`acronyms.py`): an acronym
   a paper defines, "mixture-of-experts (MoE)", makes `MoE` and `mixture of experts` one
   keyword, also inside a longer keyword ("CoT compression" finds "chain-of-thought
@@ -41,15 +46,13 @@ Rules
   a group stays in a profile's ranking.
 - Order: score (rounded to SCORE_DECIMALS) descending, then upvotes descending (unknown counts as
   0), then title. Upvotes only order papers of equal score: they never lift one above another.
-- Floor: only papers that matched at least one keyword as a whole appear at all (score > 0),
-  so a profile that matches nothing gets no picks: there is no filler. A paper clears the floor
-  when its score is at least FLOOR_FRACTION x the best paper's score in this ranking, or when its
-  score for one keyword occurring as written (in phrase) is at least FLOOR_FRACTION x the best
-  such score any paper got for that keyword (so a keyword whose best paper today is modest is
-  not drowned by another keyword's strong matches). The picks are the first `max_papers`
-  papers in rank order that clear the floor, so a paper below the floor can sit between picks.
-  The floor is relative because BM25's scale depends on the batch and on the query: no
-  absolute constant fits all.
+- Floor: a paper is picked only when a keyword occurs whole in it (or, hybrid, when it is close
+  in meaning) and its score is at least FLOOR_FRACTION x the best paper's score in this
+  ranking; a profile that matches nothing gets no picks: there is no filler. The picks are the
+  first `max_papers` papers in rank order that clear the floor. The floor is relative because
+  BM25's scale depends on the batch and on the query: no absolute constant fits all.
+- Hybrid (when the index has paper embeddings, `Semantic`): see `_fuse`. The constants were
+  tuned on bench/eval (bench/relevance.py prints a leave-one-profile-out check).
 """
 
 from __future__ import annotations
@@ -73,15 +76,16 @@ from newsletter.models import KeywordMatch, Paper, Ranked
 TITLE_WEIGHT = 2.5  # a title term counts this many times an abstract term
 SECONDARY_WEIGHT = 0.5  # each keyword beyond a paper's best one counts this much
 SCATTERED_WEIGHT = 0.3  # all words of a multi-word keyword present, but not adjacent
-FLOOR_FRACTION = 0.15  # picks score at least this fraction of the profile's best paper
+WORDS_WEIGHT = 0.5  # each keyword's words, counted one by one wherever they occur
+FLOOR_FRACTION = 0.3  # picks score at least this fraction of the profile's best paper
 SCORE_DECIMALS = 4  # scores equal to this precision are ties (then upvotes, then title)
 BM25_METHOD = "lucene"
 BM25_K1 = 1.2  # Lucene's defaults
 BM25_B = 0.75
 # Hybrid ranking (when the index has paper embeddings; tuned on bench/eval, see the README):
-SEMANTIC_WEIGHT = 1.5  # weight of the semantic score (0..1) beside the lexical one (0..1)
-SEMANTIC_SECONDARY = 0.5  # each keyword beyond the closest one, averaged, counts this much
-SEMANTIC_ONLY_FLOOR = 0.7  # a paper with no keyword in it needs this semantic score (0..1)
+SEMANTIC_WEIGHT = 1.0  # weight of the semantic score (0..1) beside the lexical one (0..1)
+SEMANTIC_PICK = 0.5  # a paper with no keyword whole in it needs this semantic score to be picked
+SEMANTIC_ONLY_FLOOR = 0.7  # a paper with no keyword word at all needs this to be ranked ...
 ANCHOR_FRACTION = 1.0  # ... and to be as close in meaning as the profile's best lexical match
 HYBRID_FLOOR_FRACTION = 0.3  # picks score at least this fraction of the profile's best paper
 STEMMER_LANGUAGE = "english"
@@ -91,8 +95,14 @@ _TOKEN = re.compile(r"[^\W\d_]+|\d+")
 # Snowball keeps the "s" of a plural without a vowel ("llms"): fold acronym plurals ourselves.
 _ACRONYM_PLURAL = re.compile(r"[b-df-hj-np-tv-xz]{2,}s")
 _PAIR_SEPARATOR = " "  # never inside a token, so "a b" cannot collide with a word
+WHOLE = 3  # field codes 1 (title), 2 (abstract) and 3 (both): the keyword occurs whole
 SIMILAR = 4  # field code of a keyword a paper matched only in meaning (hybrid ranking)
-_FIELD_NAMES = {1: ("title",), 2: ("abstract",), 3: ("title", "abstract"), SIMILAR: ("similar meaning",)}
+SOME_WORDS = 8  # field code of a keyword only some of whose words occur
+_FIELD_NAMES = {
+    1: ("title",), 2: ("abstract",), 3: ("title", "abstract"),
+    SIMILAR: ("similar meaning",), SOME_WORDS: ("some words",),
+    SIMILAR | SOME_WORDS: ("similar meaning", "some words"),
+}
 _STEMMER = Stemmer.Stemmer(STEMMER_LANGUAGE)
 _TINY = np.finfo(np.float32).tiny
 
@@ -169,13 +179,18 @@ class _Field:
             self._cache[term] = scores
         return scores
 
-    def keyword_scores(self, terms: Terms) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(score, all words present, in phrase) of a keyword in every paper of this field."""
-        words = [self.term_scores(term) for term in dict.fromkeys(terms)]
+    def keyword_scores(self, terms: Terms) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(score, all words present, in phrase, words) of a keyword in every paper of this
+        field; `words` is the BM25 of its words one by one, whichever of them occur."""
+        unique = list(dict.fromkeys(terms))
+        words = [self.term_scores(term) for term in unique]
         word_sum = np.sum(words, axis=0)
         present = np.logical_and.reduce([w > 0 for w in words])
+        # Alone, "of" or "the" says nothing about a keyword: they count only in a whole match.
+        content = [w for term, w in zip(unique, words) if term not in acronyms.FUNCTION_WORDS]
+        content_sum = np.sum(content, axis=0) if content else np.zeros_like(word_sum)
         if len(terms) == 1:
-            return word_sum, present, present
+            return word_sum, present, present, content_sum
         pairs = [self.term_scores(pair) for pair in dict.fromkeys(_pairs(terms))]
         in_phrase = present & np.logical_and.reduce([p > 0 for p in pairs])
         score = np.where(
@@ -183,7 +198,7 @@ class _Field:
             word_sum + np.sum(pairs, axis=0),
             np.where(present, SCATTERED_WEIGHT * word_sum, 0.0),
         )
-        return score, present, in_phrase
+        return score, present, in_phrase, content_sum
 
 
 @dataclass(frozen=True)
@@ -197,9 +212,9 @@ class Semantic:
 
 @dataclass(frozen=True)
 class _KeywordVectors:
-    score: np.ndarray  # float32, TITLE_WEIGHT * title + abstract, per paper
-    as_written: np.ndarray  # float32, the same counting only fields holding it in phrase
-    fields: np.ndarray  # uint8, 1 = matched in title, 2 = in abstract, 3 = both, per paper
+    score: np.ndarray  # float32, log(1 + TITLE_WEIGHT * title + abstract), per paper
+    words: np.ndarray  # float32, the same for its words one by one, whichever occur
+    fields: np.ndarray  # uint8, 1 = whole in title, 2 = in abstract, 3 = both, SOME_WORDS = partly
 
 
 class PaperIndex:
@@ -285,13 +300,14 @@ class PaperIndex:
     def _term_vectors(self, terms: Terms) -> _KeywordVectors:
         vectors = self._terms.get(terms)
         if vectors is None:
-            title, in_title, title_phrase = self._title.keyword_scores(terms)
-            abstract, in_abstract, abstract_phrase = self._abstract.keyword_scores(terms)
-            as_written = TITLE_WEIGHT * title * title_phrase + abstract * abstract_phrase
+            title, in_title, _, title_words = self._title.keyword_scores(terms)
+            abstract, in_abstract, _, abstract_words = self._abstract.keyword_scores(terms)
+            fields = in_title.astype(np.uint8) | (in_abstract.astype(np.uint8) << 1)
+            words = TITLE_WEIGHT * title_words + abstract_words
             vectors = _KeywordVectors(
-                score=(TITLE_WEIGHT * title + abstract).astype(np.float32),
-                as_written=as_written.astype(np.float32),
-                fields=in_title.astype(np.uint8) | (in_abstract.astype(np.uint8) << 1),
+                score=np.log1p(TITLE_WEIGHT * title + abstract).astype(np.float32),
+                words=np.log1p(words).astype(np.float32),
+                fields=np.where((fields == 0) & (words > 0), SOME_WORDS, fields).astype(np.uint8),
             )
             self._terms[terms] = vectors
         return vectors
@@ -307,7 +323,7 @@ class PaperIndex:
 
     def keyword_vectors(self, spellings: Spellings) -> _KeywordVectors:
         """Score and matched fields of one keyword in every paper (cached per keyword): the
-        best of its spellings, field by field."""
+        best of its spellings, field by field; its words one by one as written."""
         vectors = self._keywords.get(spellings)
         if vectors is None:
             parts = []
@@ -318,14 +334,15 @@ class PaperIndex:
                     if mute.any():
                         part = _KeywordVectors(
                             np.where(mute, 0, part.score).astype(np.float32),
-                            np.where(mute, 0, part.as_written).astype(np.float32),
+                            part.words,
                             np.where(mute, 0, part.fields).astype(np.uint8),
                         )
                 parts.append(part)
+            whole = np.bitwise_or.reduce([part.fields & WHOLE for part in parts], axis=0)
             vectors = _KeywordVectors(
                 score=np.max([part.score for part in parts], axis=0),
-                as_written=np.max([part.as_written for part in parts], axis=0),
-                fields=np.bitwise_or.reduce([part.fields for part in parts], axis=0),
+                words=parts[0].words,
+                fields=np.where(whole > 0, whole, parts[0].fields & SOME_WORDS).astype(np.uint8),
             )
             self._keywords[spellings] = vectors
         return vectors
@@ -389,7 +406,7 @@ def _rank_chunk(
     vectors = [index.keyword_vectors(terms) for terms in slots]
     zeros = np.zeros(len(index), dtype=np.float32)
     scores = np.stack([v.score for v in vectors] + [zeros])[slot_of]
-    as_written = np.stack([v.as_written for v in vectors] + [zeros])[slot_of]
+    words = np.stack([v.words for v in vectors] + [zeros])[slot_of]
     fields = np.stack([v.fields for v in vectors] + [zeros.astype(np.uint8)])[slot_of]
     allowed = np.ones((len(profiles), len(index)), dtype=bool)
     for row, profile in enumerate(profiles):
@@ -397,23 +414,26 @@ def _rank_chunk(
             allowed[row] &= ~index.excluded_by(spellings)
 
     best = scores.max(axis=1)
-    total = best.astype(np.float64) + SECONDARY_WEIGHT * (scores.sum(axis=1) - best)
+    total = (
+        best.astype(np.float64)
+        + SECONDARY_WEIGHT * (scores.sum(axis=1) - best)
+        + WORDS_WEIGHT * words.sum(axis=1)
+    )
     total = np.round(total, SCORE_DECIMALS)
     keep = allowed & (total > 0)
+    eligible = np.asarray((fields & WHOLE).any(axis=1))
+    floor_fraction = FLOOR_FRACTION
     if index.hybrid:
         texts = [""] * len(slots)
         for keywords in keyword_lists:
             for keyword, spellings in keywords:
                 texts[slots[spellings]] = texts[slots[spellings]] or keyword
         cosines = index.cosines(texts)
-        lexical_floor = _lexical_floor(total, keep, as_written)
-        total, keep, above_floor = _fuse(total, keep, allowed, cosines, slot_of, fields)
-        above_floor |= lexical_floor
-        _keep_one_of_each_duplicate_set(index, total, keep)
-        above_floor &= keep
-    else:
-        _keep_one_of_each_duplicate_set(index, total, keep)
-        above_floor = _lexical_floor(total, keep, as_written)
+        total, keep, eligible = _fuse(total, keep, allowed, eligible, cosines, slot_of, fields)
+        floor_fraction = HYBRID_FLOOR_FRACTION
+    _keep_one_of_each_duplicate_set(index, total, keep)
+    profile_best = np.where(keep, total, 0).max(axis=1, keepdims=True)
+    above_floor = keep & eligible & (total >= floor_fraction * profile_best)
     order, picked, selected = _order(total, keep, above_floor, max_papers, picks_only)
 
     # Everything selected, in (profile, rank) order, turned into Python values in one go.
@@ -439,46 +459,32 @@ def _rank_chunk(
     return results
 
 
-def _lexical_floor(total: np.ndarray, keep: np.ndarray, as_written: np.ndarray) -> np.ndarray:
-    """Papers above the floor of the profile as a whole, or of one keyword: a keyword whose
-    best paper this batch is modest still gets that paper picked beside another keyword's
-    strong matches. Only a keyword occurring as written counts there: scattered words ride on
-    no floor of their own. (The tiny bound keeps a keyword that matched nothing from passing
-    anything; excluded papers set no keyword's floor.)"""
-    as_written = as_written * keep[:, None, :]
-    keyword_floor = np.maximum(FLOOR_FRACTION * as_written.max(axis=2, keepdims=True), _TINY)
-    above_keyword_floor = (as_written >= keyword_floor).any(axis=1)
-    profile_floor = FLOOR_FRACTION * np.where(keep, total, 0).max(axis=1, keepdims=True)
-    return keep & ((total >= profile_floor) | above_keyword_floor)
-
-
 def _fuse(
     lexical: np.ndarray,
     keep: np.ndarray,
     allowed: np.ndarray,
+    whole: np.ndarray,
     cosines: np.ndarray,
     slot_of: np.ndarray,
     fields: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Hybrid (score, kept, above floor), each (profile, paper); marks in `fields` the closest
-    keyword of papers kept for their meaning alone.
+    """Hybrid (score, kept, eligible for the picks), each (profile, paper); marks in `fields`
+    the closest keyword of papers eligible for their meaning alone.
 
-    Both scores are made relative to the profile before they are added: the lexical one to the
-    profile's best lexical paper, the semantic one between the profile's median paper (0) and
-    its closest paper (1), since cosines of a short keyword and of a long one live on different
-    scales. A paper with no keyword in it is kept when its semantic score is high enough and
-    it is at least as close in meaning as the profile's best lexical match; a profile with no
-    lexical match at all keeps nothing, so a day with nothing relevant still
-    mails no filler. The floor is a fraction of the profile's best hybrid score (the caller
-    also lets through what clears the lexical floor: the semantic score adds picks, it never
-    takes one away, however few papers the batch has to compare).
+    A paper's similarity to a profile is its mean cosine to the profile's keywords. Both scores
+    are made relative to the profile before they are added: the lexical one to the profile's
+    best lexical paper, the semantic one between the profile's median paper (0) and its
+    closest paper (1), since cosines of a short keyword and of a long one live on different
+    scales. A paper without any keyword word is kept when its semantic score is high enough
+    and it is at least as close in meaning as the profile's best lexical match; a profile with
+    no lexical match at all keeps nothing, so a day with nothing relevant still mails no
+    filler. A paper is eligible for the picks when a keyword occurs whole in it, or when its
+    semantic score reaches SEMANTIC_PICK.
     """
     valid = slot_of >= 0
     per_keyword = cosines[np.where(valid, slot_of, 0)]  # (profile, keyword, paper)
-    closest = np.where(valid[:, :, None], per_keyword, -np.inf).max(axis=1)
-    summed = np.where(valid[:, :, None], per_keyword, 0).sum(axis=1)
-    others = np.maximum(valid.sum(axis=1, keepdims=True) - 1, 1)
-    similarity = closest + SEMANTIC_SECONDARY * (summed - closest) / others
+    similarity = np.where(valid[:, :, None], per_keyword, 0).sum(axis=1)
+    similarity /= np.maximum(valid.sum(axis=1, keepdims=True), 1)
     median = np.median(similarity, axis=1, keepdims=True)
     spread = np.maximum(similarity.max(axis=1, keepdims=True) - median, _TINY)
     semantic = np.clip((similarity - median) / spread, 0, 1)
@@ -495,12 +501,12 @@ def _fuse(
     kept = keep | meaning_only
     hybrid = np.where(keep, lexical / np.maximum(lexical_best, _TINY), 0) + SEMANTIC_WEIGHT * semantic
     hybrid = np.round(np.where(kept, hybrid, 0), SCORE_DECIMALS)
-    floor = HYBRID_FLOOR_FRACTION * hybrid.max(axis=1, keepdims=True)
-    rows, papers = np.nonzero(meaning_only)
+    by_meaning = kept & ~whole & (semantic >= SEMANTIC_PICK)
+    rows, papers = np.nonzero(by_meaning)
     if rows.size:
         nearest = np.where(valid[:, :, None], per_keyword, -np.inf)[rows, :, papers].argmax(axis=1)
-        fields[rows, nearest, papers] = SIMILAR
-    return hybrid, kept, kept & (hybrid >= floor)
+        fields[rows, nearest, papers] |= SIMILAR
+    return hybrid, kept, whole | by_meaning
 
 
 def _keep_one_of_each_duplicate_set(index: PaperIndex, total: np.ndarray, keep: np.ndarray) -> None:
