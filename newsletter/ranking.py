@@ -32,7 +32,8 @@ Rules
   a paper holding only some words of a keyword ("time" for "test-time") scores through those
   words alone, is listed as "some words" and is never picked on that alone.
 - `matched` lists, in profile order, the keywords that matched and the fields where they did
-  ("title", "abstract"), or "some words".
+  ("title", "abstract"); for a paper holding no keyword whole, the keywords of which it holds
+  "some words".
 - Spellings: a keyword also matches as the batch's papers spell it (`acronyms.py`): an acronym
   a paper defines, "mixture-of-experts (MoE)", makes `MoE` and `mixture of experts` one
   keyword, also inside a longer keyword ("CoT compression" finds "chain-of-thought
@@ -385,8 +386,13 @@ def _profile_keywords(index: PaperIndex, keywords: Sequence[str]) -> list[tuple[
 def _explanation(keywords: tuple[str, ...], pattern: bytes) -> tuple[KeywordMatch, ...]:
     """The `matched` tuple for one pattern of field codes, one byte per keyword (papers with
     the same pattern share one tuple; bytes past the profile's keywords are padding)."""
-    matches = zip(keywords, pattern)
-    return tuple(KeywordMatch(keyword, _FIELD_NAMES[code]) for keyword, code in matches if code)
+    return tuple([_keyword_match(keyword, code) for keyword, code in zip(keywords, pattern) if code])
+
+
+@lru_cache(maxsize=65536)
+def _keyword_match(keyword: str, code: int) -> KeywordMatch:
+    """One shared (immutable) KeywordMatch per keyword and field code."""
+    return KeywordMatch(keyword, _FIELD_NAMES[code])
 
 
 def _rank_chunk(
@@ -439,7 +445,11 @@ def _rank_chunk(
     # Everything selected, in (profile, rank) order, turned into Python values in one go.
     rows, ranks = np.nonzero(selected)
     papers_at = order[rows, ranks]
-    patterns_blob = np.ascontiguousarray(fields[rows, :, papers_at]).tobytes()
+    patterns = fields[rows, :, papers_at]
+    # "some words" explains only a paper that holds no keyword whole: beside a whole match it
+    # would be noise in the email.
+    patterns[(patterns & WHOLE).any(axis=1)] &= ~np.uint8(SOME_WORDS)
+    patterns_blob = np.ascontiguousarray(patterns).tobytes()
     columns = zip(
         papers_at.tolist(),
         total[rows, papers_at].tolist(),
