@@ -28,6 +28,8 @@ from newsletter.signing import DkimKey, sign_message
 LIST_ID_LABEL = "Research digest"
 KEYWORDS_SUBJECT = "Change my keywords"
 SAFE_NAME_LENGTH = 40  # a display name this short is never folded
+MAX_LINE = 78  # RFC 5322 2.1.1: header lines SHOULD be no longer
+LONGEST_WORD = 900  # a plain subject with a longer word is encoded (lines MUST stay under 998)
 _ADDRESS_SPECIALS = re.compile(r'[()<>\[\]:;@\\,."]')
 
 
@@ -72,6 +74,23 @@ def keywords_mailto(from_address: str) -> str:
     return f"mailto:{from_address}?subject={quote(KEYWORDS_SUBJECT)}"
 
 
+def _fold_at_spaces(name: str, text: str) -> str:
+    """Plain ASCII `text` (one line) folded at its spaces into lines of at most MAX_LINE
+    characters where its words allow. The email package's folder can instead move the whole
+    value to a line of its own, which reads back with a leading space."""
+    lines: list[str] = []
+    line = ""
+    room = MAX_LINE - len(name) - 2  # "Subject: "
+    for word in text.split(" "):
+        if line and len(line) + 1 + len(word) > room:
+            lines.append(line)
+            line, room = word, MAX_LINE - 1  # a continuation line starts with its space
+        else:
+            line = f"{line} {word}" if line else word
+    lines.append(line)
+    return "\n ".join(lines)
+
+
 def _set_text_header(message: EmailMessage, name: str, text: str, value: Address | str) -> None:
     """Set a header whose `text` (a subject, a display name) is not ours to trust.
 
@@ -85,9 +104,14 @@ def _set_text_header(message: EmailMessage, name: str, text: str, value: Address
     risky_name = isinstance(value, Address) and (
         _ADDRESS_SPECIALS.search(text) is not None and len(text) > SAFE_NAME_LENGTH
     )
-    risky_subject = not isinstance(value, Address) and not text.isascii()
+    risky_subject = not isinstance(value, Address) and (
+        not text.isascii() or max(map(len, text.split(" "))) > LONGEST_WORD
+    )
     if "=?" not in text and not risky_name and not risky_subject:
-        message[name] = value
+        if isinstance(value, Address):
+            message[name] = value
+        else:
+            message.set_raw(name, _fold_at_spaces(name, value))
         return
     encoded = Header(text, "utf-8", header_name=name).encode(linesep="\n")
     if isinstance(value, Address):

@@ -10,7 +10,7 @@ import zipfile
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from newsletter.message import compose_message, digest_message_id
@@ -248,6 +248,9 @@ EXPECTED_HEADERS = {
 
 @settings(max_examples=40, deadline=None)
 @given(title=HOSTILE_TEXT, abstract=HOSTILE_TEXT, name=HOSTILE_TEXT, keyword=HOSTILE_TEXT)
+# A 71-character subject the email package folded whole onto a line of its own (read back
+# with a leading space): found by this test, kept as a regression.
+@example(title="theorem provingtheorem proving", abstract="<", name="<", keyword="<<<<<<theorem proving")
 def test_hostile_dump_text_stays_text(title: str, abstract: str, name: str, keyword: str) -> None:
     recipient = Recipient("ada@example.org", name, (keyword, "Lean"))
     pick = Ranked(
