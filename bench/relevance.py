@@ -331,30 +331,31 @@ def main() -> None:
         "substring": substring_system(papers, args.max_papers),
         "bm25": bm25_system(papers, args.max_papers),
     }
-    systems.update(semantic_systems(papers, args.max_papers))
+    ranker_systems, indexes = semantic_systems(papers, args.max_papers)
+    systems.update(ranker_systems)
     print(f"papers: {len(papers)}; profiles: {len(profiles)}; max_papers: {args.max_papers}")
     print_table(evaluate(systems, profiles, args.max_papers), profiles)
     if args.lopo:
-        leave_one_profile_out("lexical", INDEXES["lexical"], LEXICAL_GRID, profiles, args.max_papers)
-        if "hybrid" in INDEXES:
-            leave_one_profile_out("hybrid", INDEXES["hybrid"], HYBRID_GRID, profiles, args.max_papers)
+        grids = {"lexical": LEXICAL_GRID, "hybrid": HYBRID_GRID}
+        for name, index in indexes.items():
+            leave_one_profile_out(name, index, grids[name], profiles, args.max_papers)
 
 
-INDEXES: dict[str, ranking.PaperIndex] = {}  # the project's rankers' indexes, for --lopo
-
-
-def semantic_systems(papers: Sequence[Paper], max_papers: int) -> dict[str, System]:
-    """The lexical ranker, and with the `semantic` extra the embedding baseline and hybrid.
+def semantic_systems(
+    papers: Sequence[Paper], max_papers: int
+) -> tuple[dict[str, System], dict[str, ranking.PaperIndex]]:
+    """The lexical ranker, and with the `semantic` extra the embedding baseline and hybrid;
+    with the indexes of the project's rankers (for --lopo).
 
     Paper embeddings go through the project's own path: the dumps are ingested into a store
     under bench/.cache and `semantic_for` encodes each paper once, then reads it from there.
     """
-    INDEXES["lexical"] = ranking.PaperIndex.build(papers)
-    systems = {"lexical": ranker_system(INDEXES["lexical"], max_papers)}
+    indexes = {"lexical": ranking.PaperIndex.build(papers)}
+    systems = {"lexical": ranker_system(indexes["lexical"], max_papers)}
     encoder = semantic.encoder_for(semantic.DEFAULT_MODEL)
     if encoder is None:
         print("semantic extra not installed: no embedding baseline, no hybrid", file=sys.stderr)
-        return systems
+        return systems, indexes
     CACHE_DB.parent.mkdir(parents=True, exist_ok=True)
     store = Store(f"sqlite:///{CACHE_DB}")
     ingest_dumps(store, SHARED_DUMPS)
@@ -366,9 +367,9 @@ def semantic_systems(papers: Sequence[Paper], max_papers: int) -> dict[str, Syst
         raise SystemExit("the semantic model could not be loaded")
     matrix = np.stack([vectors.paper_vectors[paper.paper_id] for paper in papers])
     systems["embedding"] = embedding_system(papers, matrix, encoder.encode, max_papers)
-    INDEXES["hybrid"] = ranking.PaperIndex.build(papers, vectors)
-    systems["hybrid"] = ranker_system(INDEXES["hybrid"], max_papers)
-    return systems
+    indexes["hybrid"] = ranking.PaperIndex.build(papers, vectors)
+    systems["hybrid"] = ranker_system(indexes["hybrid"], max_papers)
+    return systems, indexes
 
 
 if __name__ == "__main__":

@@ -99,7 +99,8 @@ def _set_text_header(message: EmailMessage, name: str, text: str, value: Address
     an encoded word ("=?utf-8?q?..?="), which it passes through and every reader decodes
     (RFC 2047 §5); a display name with RFC 5322 specials long enough to be folded, which it
     folds unquoted, so that the To line reads as another address; and a non-ASCII subject,
-    where it can put a space between two encoded words, which readers then drop (§6.2).
+    where it can put a space between two encoded words, which readers then drop (§6.2). A plain
+    subject is folded at its own spaces (`_fold_at_spaces`) unless a word is too long for that.
     """
     risky_name = isinstance(value, Address) and (
         _ADDRESS_SPECIALS.search(text) is not None and len(text) > SAFE_NAME_LENGTH
