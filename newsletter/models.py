@@ -11,6 +11,7 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import date
+from typing import NamedTuple
 
 ARXIV_PREFIX = "arxiv:"
 TITLE_PREFIX = "title:"
@@ -107,9 +108,11 @@ class KeywordMatch:
     fields: tuple[str, ...]
 
 
-@dataclass(frozen=True)
-class Ranked:
-    """A paper scored for one profile. `picked` means it clears the floor and the top-N cut."""
+class Ranked(NamedTuple):
+    """A paper scored for one profile. `picked` means it clears the floor and the top-N cut.
+
+    A named tuple rather than a frozen dataclass: the ranker makes ~100,000 of them for 10,000
+    subscribers, and a tuple is built in a fifth of the time (bench/ranking.py)."""
 
     paper: Paper
     score: float
