@@ -22,6 +22,7 @@ A trailing plural "s" of the acronym is not a letter to match ("LLMs", "LRMs").
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 
 MIN_LETTERS = 2
@@ -92,17 +93,28 @@ def _initials_spelt(letters: str, words: list[str]) -> int:
     return row[-1]
 
 
-def definitions(text: str, tokenize: Tokenizer) -> dict[Terms, frozenset[Terms]]:
-    """The acronyms `text` defines, as terms, each with the long forms (as terms) it gives.
+def definitions(found: Iterable[tuple[str, str]], tokenize: Tokenizer) -> dict[Terms, frozenset[Terms]]:
+    """The acronyms of `found` (what `find_definitions` found in one text), as terms, each
+    with the long forms (as terms) it gives.
 
     A long form of a single term is dropped: "(GPUs)" after "graphics" would only confuse.
     """
     learned: dict[Terms, set[Terms]] = {}
-    for acronym, long_form in find_definitions(text):
+    for acronym, long_form in found:
         short, long = tuple(tokenize(acronym)), tuple(tokenize(long_form))
         if len(short) == 1 and len(long) >= 2 and short != long:
             learned.setdefault(short, set()).add(long)
     return {short: frozenset(longs) for short, longs in learned.items()}
+
+
+def written_forms(found: Iterable[tuple[str, str]], tokenize: Tokenizer) -> dict[Terms, str]:
+    """How the texts write each acronym they define, keyed by its terms: the most frequent
+    writing ("MoE" over "MOE"), the first seen on a tie."""
+    counts = Counter((tuple(tokenize(acronym)), acronym) for acronym, _ in found)
+    forms: dict[Terms, str] = {}
+    for (terms, written), _ in counts.most_common():
+        forms.setdefault(terms, written)
+    return forms
 
 
 def merge(per_text: Iterable[Mapping[Terms, frozenset[Terms]]]) -> dict[Terms, frozenset[Terms]]:

@@ -64,7 +64,7 @@ import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from itertools import islice
+from itertools import chain, islice
 
 import bm25s
 import numpy as np
@@ -89,6 +89,7 @@ SEMANTIC_PICK = 0.5  # a paper with no keyword whole in it needs this semantic s
 SEMANTIC_ONLY_FLOOR = 0.7  # a paper with no keyword word at all needs this to be ranked ...
 ANCHOR_FRACTION = 1.0  # ... and to be as close in meaning as the profile's best lexical match
 HYBRID_FLOOR_FRACTION = 0.3  # picks score at least this fraction of the profile's best paper
+EMBEDDED_ACRONYM_LETTERS = 3  # a keyword is also embedded abbreviated by an acronym this long
 STEMMER_LANGUAGE = "english"
 BATCH_PROFILES = 128  # profiles scored together by `rank_many` (bounds its memory)
 
@@ -233,11 +234,10 @@ class PaperIndex:
         abstracts = [tokenize(paper.abstract) for paper in self.papers]
         self._title = _Field.from_tokens(titles)
         self._abstract = _Field.from_tokens(abstracts)
-        self._defined = [
-            acronyms.definitions(f"{paper.title}. {paper.abstract}", tokenize)
-            for paper in self.papers
-        ]
+        found = [acronyms.find_definitions(f"{paper.title}. {paper.abstract}") for paper in self.papers]
+        self._defined = [acronyms.definitions(pairs, tokenize) for pairs in found]
         self.acronyms = acronyms.merge(self._defined)
+        self._written = acronyms.written_forms(chain.from_iterable(found), tokenize)
         groups = np.array(duplicate_groups(abstracts), dtype=np.intp)
         # Each group of near-duplicates with more than one member, as an array of positions.
         self.duplicate_sets: tuple[np.ndarray, ...] = tuple(
@@ -269,14 +269,38 @@ class PaperIndex:
         return self._paper_matrix is not None
 
     def cosines(self, keywords: Sequence[str]) -> np.ndarray:
-        """(keyword, paper) cosine similarities; keywords are encoded once per index."""
+        """(keyword, paper) cosine similarities: a keyword's is the mean over its
+        `embedded_texts`. Keywords are encoded once per index."""
         if self._paper_matrix is None or self.semantic is None:
             raise ValueError("this index has no embeddings")
         missing = [keyword for keyword in dict.fromkeys(keywords) if keyword not in self._cosines]
         if missing:
-            for keyword, row in zip(missing, self.semantic.encode(missing) @ self._paper_matrix.T):
-                self._cosines[keyword] = row.astype(np.float32)
+            texts = [self.embedded_texts(keyword) for keyword in missing]
+            rows = self.semantic.encode([text for group in texts for text in group]) @ self._paper_matrix.T
+            start = 0
+            for keyword, group in zip(missing, texts):
+                self._cosines[keyword] = rows[start : start + len(group)].mean(axis=0, dtype=np.float32)
+                start += len(group)
         return np.stack([self._cosines[keyword] for keyword in keywords])
+
+    def embedded_texts(self, keyword: str) -> tuple[str, ...]:
+        """The texts a keyword is embedded from: as written and, where the papers abbreviate
+        it ("mixture of experts" as MoE), abbreviated as they write it. The model places the
+        acronyms of the field well and some written-out phrases badly ("mixture of experts"
+        reads as ordinary words). Acronyms shorter than EMBEDDED_ACRONYM_LETTERS are left out:
+        to the model "RL" or "SD" could mean anything. Acronyms are not written out: that
+        measured worse (bench/relevance.py), the model knows "CoT" better than its expansion."""
+        words = _TOKEN.findall(_fold(keyword))  # one per term of the keyword
+        terms = keyword_terms(keyword)
+        texts = [keyword]
+        for spelled, introduced in self.spellings(keyword)[1:]:
+            written = self._written.get(introduced) if introduced is not None else None
+            if written is None or len(introduced[0]) < EMBEDDED_ACRONYM_LETTERS:
+                continue
+            before = _common_prefix(terms, spelled)
+            after = _common_prefix(terms[before:][::-1], spelled[before:][::-1])
+            texts.append(" ".join([*words[:before], written, *words[len(words) - after :]]))
+        return tuple(dict.fromkeys(texts))
 
     def __len__(self) -> int:
         return len(self.papers)
@@ -363,6 +387,11 @@ class PaperIndex:
                 mask |= self._title.keyword_scores(terms)[2] | self._abstract.keyword_scores(terms)[2]
             self._excluded[spellings] = mask
         return mask
+
+
+def _common_prefix(first: Terms, second: Terms) -> int:
+    """How many leading terms `first` and `second` share."""
+    return next((at for at, (a, b) in enumerate(zip(first, second)) if a != b), min(len(first), len(second)))
 
 
 def _long_forms_of(terms: Terms, meanings: frozenset[Terms]) -> frozenset[Terms]:
@@ -485,11 +514,11 @@ def _fuse(
     """Hybrid (score, kept, eligible for the picks), each (profile, paper); marks in `fields`
     the closest keyword of papers eligible for their meaning alone.
 
-    A paper's similarity to a profile is its mean cosine to the profile's keywords. Both scores
-    are made relative to the profile before they are added: the lexical one to the profile's
-    best lexical paper, the semantic one between the profile's median paper (0) and its
-    closest paper (1), since cosines of a short keyword and of a long one live on different
-    scales. A paper without any keyword word is kept when its semantic score is high enough
+    A paper's similarity to a profile is its mean cosine to the profile's keywords (each
+    keyword embedded as `PaperIndex.embedded_texts` says). Both scores are made relative to
+    the profile before they are added: the lexical one to the profile's best lexical paper,
+    the semantic one between the profile's median paper (0) and its closest paper (1), since
+    cosines of a short keyword and of a long one live on different scales. A paper without any keyword word is kept when its semantic score is high enough
     and it is at least as close in meaning as the profile's best lexical match; a profile with
     no lexical match at all keeps nothing, so a day with nothing relevant still mails no
     filler. A paper is eligible for the picks when a keyword occurs whole in it, or when its

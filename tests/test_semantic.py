@@ -10,7 +10,7 @@ import pytest
 
 from newsletter import pipeline
 from newsletter.models import KeywordMatch, Paper
-from newsletter.ranking import Profile, Semantic, rank_papers
+from newsletter.ranking import PaperIndex, Profile, Semantic, rank_papers
 from newsletter.semantic import DEFAULT_MODEL, encoder_for, paper_text, resolve_model
 from newsletter.store import Store
 
@@ -75,6 +75,36 @@ def test_hybrid_never_drops_what_the_lexical_floor_picks() -> None:
     lexical = rank_papers(papers, Profile(("experts",)), max_papers=5)
     hybrid = rank_papers(papers, Profile(("experts",)), max_papers=5, semantic=SEMANTIC)
     assert {i.paper.title for i in lexical if i.picked} <= {i.paper.title for i in hybrid if i.picked}
+
+
+def test_a_keyword_is_embedded_as_written_and_by_the_acronym_the_papers_use() -> None:
+    papers = [
+        Paper("Routing", "A Mixture-of-Experts (MoE) layer; reinforcement learning (RL) tunes it."),
+        Paper("Proofs", "Chain-of-Thought (CoT) prompting for theorem proofs."),
+    ]
+    index = PaperIndex.build(papers, Semantic({}, fake_encode))
+    assert index.embedded_texts("mixture of experts") == ("mixture of experts", "MoE")
+    assert index.embedded_texts("sparse mixture-of-experts routing") == (
+        "sparse mixture-of-experts routing", "sparse MoE routing",
+    )
+    # Two-letter acronyms are too ambiguous to embed; acronyms are not written out.
+    assert index.embedded_texts("reinforcement learning") == ("reinforcement learning",)
+    assert index.embedded_texts("CoT compression") == ("CoT compression",)
+    assert index.embedded_texts("audio codecs") == ("audio codecs",)
+
+
+def test_a_keyword_s_similarity_is_the_mean_over_its_texts() -> None:
+    papers = [Paper("Mixture-of-Experts (MoE) for proofs", "Routing."), Paper("Audio", "Sound.")]
+    vectors = {papers[0].paper_id: unit(0.6, 0.8, 0, 0), papers[1].paper_id: unit(0, 0, 1, 0)}
+
+    def encode(texts: Sequence[str]) -> np.ndarray:  # "MoE" points at proofs, the phrase at experts
+        return np.stack([np.eye(4, dtype=np.float32)[1 if text == "MoE" else 0] for text in texts])
+
+    index = PaperIndex.build(papers, Semantic(vectors, encode))
+    expected = {"Audio": 0.0, papers[0].title: (0.6 + 0.8) / 2}
+    np.testing.assert_allclose(
+        index.cosines(["mixture of experts"])[0], [expected[p.title] for p in index.papers], rtol=1e-6
+    )
 
 
 def test_embeddings_are_stored_once_per_paper_and_model(tmp_path: Path) -> None:
