@@ -5,8 +5,10 @@ titles and abstract sentences recombined into 500 papers), otherwise they are ge
 vocabulary. Profiles hold 2 to 5 keywords drawn from a realistic vocabulary; one in ten also
 excludes a keyword. With the `semantic` extra installed the hybrid ranker is timed too: paper
 embeddings (computed once per paper and stored, in production) and keyword embeddings (once per
-distinct keyword) are one-off costs timed apart from ranking everyone. Run from the repository
-root:
+distinct keyword) are one-off costs timed apart from ranking everyone. Each ranker's index
+build + picks is then timed again REPEATS times with a new index, and the median printed:
+the same work varies by up to 40% between runs on a shared 2-core machine. Run from the
+repository root:
 
     python bench/ranking.py [--papers 500] [--subscribers 10000] [--seed 7] [--generated] [--lexical]
 """
