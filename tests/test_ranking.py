@@ -397,6 +397,19 @@ def test_a_hyphenated_keyword_matches_the_closed_compound() -> None:
     assert picked_titles(run(papers, "multi-agent")) == ["Multiagent debate"]
 
 
+def test_a_closed_keyword_matches_the_hyphenated_compound_only_where_papers_hyphenate() -> None:
+    papers = [
+        paper("Pre-training at scale", "We study pre-training of large models."),
+        paper("Fine-tuning recipes", "Parameter-efficient fine-tuning."),
+        paper("Notable failures", "Models are not able to count."),
+    ]
+    assert picked_titles(run(papers, "pretraining")) == ["Pre-training at scale"]
+    assert picked_titles(run(papers, "finetuning")) == ["Fine-tuning recipes"]
+    # "not able" is never written with a hyphen: "notable" stays one word.
+    assert picked_titles(run(papers, "notable")) == ["Notable failures"]
+    assert titles(run(papers, "notable")) == ["Notable failures"]
+
+
 def test_near_duplicate_papers_never_both_appear() -> None:
     abstract = (
         "We present a retrieval augmented prover for Lean that selects premises from a large "
