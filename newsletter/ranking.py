@@ -298,8 +298,10 @@ class PaperIndex:
         terms = keyword_terms(keyword)
         texts = [keyword]
         for spelled, introduced in self.spellings(keyword)[1:]:
-            written = self._written.get(introduced) if introduced is not None else None
-            if written is None or len(introduced[0]) < EMBEDDED_ACRONYM_LETTERS:
+            if introduced is None or len(introduced[0]) < EMBEDDED_ACRONYM_LETTERS:
+                continue
+            written = self._written.get(introduced)
+            if written is None:
                 continue
             before = _common_prefix(terms, spelled)
             after = _common_prefix(terms[before:][::-1], spelled[before:][::-1])
