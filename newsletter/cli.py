@@ -25,9 +25,9 @@ from rich.table import Table
 
 from email_validator import EmailNotValidError, validate_email
 
-from newsletter import pipeline, sending
+from newsletter import pipeline, semantic, sending
 from newsletter.delivery import make_transport
-from newsletter.errors import NewsletterError
+from newsletter.errors import ConfigError, NewsletterError
 from newsletter.settings import Settings, load_settings
 from newsletter.smtp_check import check_smtp
 from newsletter.store import Store
@@ -355,11 +355,29 @@ def check(
         for issue in parsed.issues:
             console.print(f"[yellow]Dump:[/] {escape(str(file))}:{issue.line}: {escape(issue.reason)}", highlight=False)
     out.print(f"Dumps: {len(files)} files in {settings.dumps_dir}")
+    failed = not _check_ranking(settings) or failed
     if smtp:
         failed = not _check_smtp(settings) or failed
     if failed:
         raise typer.Exit(1)
     out.print("All good.")
+
+
+def _check_ranking(settings: Settings) -> bool:
+    """Say how digests will be ranked; load the semantic model when it is on, so that a
+    broken NEWSLETTER_SEMANTIC_MODEL shows here and not as a lexical run in the log."""
+    encoder = pipeline.semantic_encoder(settings)
+    if encoder is None:
+        why = "NEWSLETTER_SEMANTIC_MODEL is off" if semantic.installed() else "the semantic extra is not installed"
+        out.print(f"Ranking: lexical ({why})")
+        return True
+    try:
+        dimensions = encoder.dimension
+    except ConfigError as exc:
+        console.print(f"[red]Ranking:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        return False
+    out.print(f"Ranking: hybrid (model {escape(encoder.model)} loaded, {dimensions} dimensions)")
+    return True
 
 
 def _check_smtp(settings: Settings) -> bool:

@@ -76,6 +76,32 @@ def test_check_passes_on_the_example_setup(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "All good." in result.stdout
+    assert "Ranking: lexical" in result.stdout or "Ranking: hybrid (model all-MiniLM-L6-v2 loaded" in result.stdout
+
+
+def test_check_says_how_digests_are_ranked(tmp_path: Path) -> None:
+    env = {
+        "NEWSLETTER_SUBSCRIBERS_FILE": str(REPO_ROOT / "subscribers.example.yaml"),
+        "NEWSLETTER_DUMPS_DIR": str(REPO_ROOT / "examples" / "dumps"),
+    }
+    result = newsletter("check", cwd=tmp_path, NEWSLETTER_SEMANTIC_MODEL="off", **env)
+    assert result.returncode == 0, result.stderr
+    assert "Ranking: lexical (NEWSLETTER_SEMANTIC_MODEL is off)" in result.stdout or (
+        "Ranking: lexical (the semantic extra is not installed)" in result.stdout
+    )
+
+
+def test_check_fails_on_a_semantic_model_that_cannot_load(tmp_path: Path) -> None:
+    pytest.importorskip("sentence_transformers", reason="the semantic extra is not installed")
+    (tmp_path / "not-a-model").mkdir()
+    result = newsletter(
+        "check", cwd=tmp_path, NEWSLETTER_SEMANTIC_MODEL=str(tmp_path / "not-a-model"), HF_HUB_OFFLINE="1",
+        NEWSLETTER_SUBSCRIBERS_FILE=str(REPO_ROOT / "subscribers.example.yaml"),
+        NEWSLETTER_DUMPS_DIR=str(REPO_ROOT / "examples" / "dumps"),
+    )
+    assert result.returncode == 1
+    assert "Ranking:" in result.stderr and "cannot be loaded" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_rank_json_on_the_real_dumps(tmp_path: Path, shared_dumps: Path) -> None:
