@@ -550,11 +550,12 @@ def _fuse(
     keyword embedded as `PaperIndex.embedded_texts` says). Both scores are made relative to
     the profile before they are added: the lexical one to the profile's best lexical paper,
     the semantic one between the profile's median paper (0) and its closest paper (1), since
-    cosines of a short keyword and of a long one live on different scales. A paper without any keyword word is kept when its semantic score is high enough
-    and it is at least as close in meaning as the profile's best lexical match; a profile with
-    no lexical match at all keeps nothing, so a day with nothing relevant still mails no
-    filler. A paper is eligible for the picks when a keyword occurs whole in it, or when its
-    semantic score reaches SEMANTIC_PICK.
+    cosines of a short keyword and of a long one live on different scales. A paper without
+    any keyword word is kept when its semantic score is high enough and it is at least as
+    close in meaning as the profile's best lexical match; a profile with no lexical match at
+    all keeps nothing, so a day with nothing relevant still mails no filler. A paper is
+    eligible for the picks when a keyword occurs whole in it, or when its semantic score
+    reaches SEMANTIC_PICK.
     """
     valid = slot_of >= 0
     # The mean over each profile's keywords, as one product: (profile, slot) weights 1/k.
