@@ -237,11 +237,12 @@ class PaperIndex:
         abstracts = [tokenize(paper.abstract) for paper in self.papers]
         self._title = _Field.from_tokens(titles)
         self._abstract = _Field.from_tokens(abstracts)
-        found = [acronyms.find_definitions(f"{paper.title}. {paper.abstract}") for paper in self.papers]
+        texts = [f"{paper.title}. {paper.abstract}" for paper in self.papers]
+        found = [acronyms.find_definitions(text) for text in texts]
         self._defined = [acronyms.definitions(pairs, tokenize) for pairs in found]
         self.acronyms = acronyms.merge(self._defined)
         self._written = acronyms.written_forms(chain.from_iterable(found), tokenize)
-        self._hyphenated = _hyphenated_words(f"{paper.title}. {paper.abstract}" for paper in self.papers)
+        self._hyphenated = _hyphenated_words(texts)
         groups = np.array(duplicate_groups(abstracts), dtype=np.intp)
         # Each group of near-duplicates with more than one member, as an array of positions.
         self.duplicate_sets: tuple[np.ndarray, ...] = tuple(
