@@ -56,7 +56,8 @@ import Stemmer  # noqa: E402
 
 from newsletter import ranking, semantic  # noqa: E402
 from newsletter.models import Paper  # noqa: E402
-from newsletter.pipeline import dump_files, ingest_dumps, read_dump, semantic_for  # noqa: E402
+from newsletter.ingest import dump_files, ingest_dumps, read_dump  # noqa: E402
+from newsletter.pipeline import semantic_for  # noqa: E402
 from newsletter.store import Store  # noqa: E402
 
 SHARED_DUMPS = REPO_ROOT.parent / "shared" / "dumps"

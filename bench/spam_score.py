@@ -25,6 +25,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from newsletter.ingest import ingest_dumps
 from newsletter import pipeline
 from newsletter.settings import load_settings
 from newsletter.store import Store
@@ -85,7 +86,7 @@ def render_examples(directory: Path) -> list[Path]:
     )
     store = Store(f"sqlite:///{directory}/bench.db")
     try:
-        pipeline.ingest_dumps(store, EXAMPLE_DUMPS)
+        ingest_dumps(store, EXAMPLE_DUMPS)
         subscribers = load_subscribers(
             EXAMPLE_SUBSCRIBERS, max_papers=10, send_at="07:00", timezone="UTC"
         ).subscribers

@@ -25,7 +25,7 @@ from rich.table import Table
 
 from email_validator import EmailNotValidError, validate_email
 
-from newsletter import pipeline, semantic, sending
+from newsletter import ingest as ingesting, pipeline, semantic, sending
 from newsletter.delivery import make_transport
 from newsletter.errors import ConfigError, NewsletterError
 from newsletter.settings import Settings, load_settings
@@ -104,11 +104,11 @@ def _with_progress(label: str, work: Callable[[Callable[[str], None]], T]) -> T:
         return work(lambda text: status.update(text))
 
 
-def _ingest(store: Store, settings: Settings, path: Path | None = None) -> pipeline.IngestReport:
+def _ingest(store: Store, settings: Settings, path: Path | None = None) -> ingesting.IngestReport:
     target = path or settings.dumps_dir
     if not target.exists():
         _fail(f"dumps folder {target} does not exist; create it or set NEWSLETTER_DUMPS_DIR")
-    report = _with_progress("Ingesting dumps…", lambda p: pipeline.ingest_dumps(store, target, p))
+    report = _with_progress("Ingesting dumps…", lambda p: ingesting.ingest_dumps(store, target, p))
     for line in report.rejected:
         console.print(f"[red]Set aside:[/] {escape(line)}", highlight=False, soft_wrap=True)
     for line in report.warnings:
@@ -341,13 +341,13 @@ def check(
         out.print(f"Subscribers: {len(chosen)} valid in {settings.subscribers_file}")
     except typer.Exit:
         failed = True
-    files = pipeline.dump_files(settings.dumps_dir)
+    files = ingesting.dump_files(settings.dumps_dir)
     if not settings.dumps_dir.exists():
         console.print(f"[red]Dumps:[/] folder {settings.dumps_dir} does not exist (NEWSLETTER_DUMPS_DIR)")
         failed = True
     for file in files:
         try:
-            parsed = pipeline.read_dump(file)
+            parsed = ingesting.read_dump(file)
         except NewsletterError as exc:
             console.print(f"[red]Dump:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             failed = True

@@ -11,6 +11,7 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import date
+from enum import StrEnum
 from typing import NamedTuple
 
 ARXIV_PREFIX = "arxiv:"
@@ -118,3 +119,20 @@ class Ranked(NamedTuple):
     score: float
     matched: tuple[KeywordMatch, ...]
     picked: bool = False
+
+
+class DeliveryState(StrEnum):
+    """Where a (subscriber, day) digest stands in the ledger.
+
+    planned -> sending -> sent; a transient failure that outlasts the quick retries ->
+    deferred (with the time of its next attempt) -> sending ...; a permanent refusal, or a
+    deferral past its lifetime -> failed. `abandoned`: an earlier day's digest that never
+    arrived and gave its papers back to the next one.
+    """
+
+    PLANNED = "planned"
+    SENDING = "sending"
+    SENT = "sent"
+    DEFERRED = "deferred"
+    FAILED = "failed"
+    ABANDONED = "abandoned"

@@ -226,11 +226,12 @@ def test_send_to_writes_one_test_copy_and_no_ledger(tmp_path: Path, shared_dumps
 
 def test_suppressed_lists_and_clears(tmp_path: Path) -> None:
     from newsletter.store import Store
+    from newsletter.store.suppressions import count_bounce
 
     store = Store(f"sqlite:///{tmp_path / 'newsletter.db'}")
     with store._tx() as db:
         for _ in range(3):
-            store._count_bounce(db, "Gone@Example.org", 550, "550 5.1.1 mailbox unavailable", 3)
+            count_bounce(db, "Gone@Example.org", 550, "550 5.1.1 mailbox unavailable", 3)
     store.close()
 
     listed = newsletter("suppressed", cwd=tmp_path)

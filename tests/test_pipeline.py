@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from newsletter.ingest import ingest_dumps
 from newsletter import pipeline, sending
 from newsletter.delivery import make_transport
 from newsletter.render import one_line
@@ -124,7 +125,7 @@ def store(tmp_path: Path):
 
 @pytest.fixture
 def ingested(store: Store, shared_dumps: Path) -> Store:
-    report = pipeline.ingest_dumps(store, shared_dumps)
+    report = ingest_dumps(store, shared_dumps)
     assert report.files == 4 and not report.rejected
     return store
 
@@ -199,10 +200,10 @@ def ledger_row(store: Store, address: str, now: datetime) -> dict[str, object]:
 
 # ingest ------------------------------------------------------------------------------------
 def test_ingesting_unchanged_dumps_again_ingests_nothing(store: Store, shared_dumps: Path) -> None:
-    first = pipeline.ingest_dumps(store, shared_dumps)
+    first = ingest_dumps(store, shared_dumps)
     papers = store.paper_count()
 
-    again = pipeline.ingest_dumps(store, shared_dumps)
+    again = ingest_dumps(store, shared_dumps)
 
     assert first.files == 4 and len(first.ingested) == 4 and first.new_papers == papers > 100
     assert (again.files, again.unchanged, again.ingested, again.new_papers) == (4, 4, [], 0)
@@ -271,7 +272,7 @@ def test_the_next_day_brings_only_new_papers(
     new_dumps = tmp_path / "new-dumps"
     new_dumps.mkdir()
     (new_dumps / NEW_DUMP_NAME).write_text(NEW_DUMP, encoding="utf-8")
-    report = pipeline.ingest_dumps(ingested, new_dumps)
+    report = ingest_dumps(ingested, new_dumps)
     assert (report.new_papers, report.rejected, report.warnings) == (3, [], [])
 
     outcomes = send(ingested, subscribers, settings, DAY_TWO)

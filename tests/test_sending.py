@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from newsletter.ingest import ingest_dumps
 from newsletter import pipeline, sending
 from newsletter.delivery import SmtpTransport, make_transport
 from newsletter.message import compose_message
@@ -37,7 +38,7 @@ def seeded_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pytest.skip(f"real dumps not found at {SHARED_DUMPS}")
     path = tmp_path_factory.mktemp("seed") / "seed.db"
     store = Store(f"sqlite:///{path}")
-    pipeline.ingest_dumps(store, SHARED_DUMPS)
+    ingest_dumps(store, SHARED_DUMPS)
     store.close()
     return path
 
@@ -200,7 +201,7 @@ def test_an_address_refused_three_days_running_is_suppressed_until_cleared(
         # A fresh dump each day, so there are new papers to send.
         outcome = run(store, [bad, good], settings, now).outcomes
         assert [o.status for o in outcome] == ["failed", "sent"], outcome
-        pipeline.ingest_dumps(store, _fresh_dump(store, shared_dumps, day))
+        ingest_dumps(store, _fresh_dump(store, shared_dumps, day))
 
     [row] = store.suppressions()
     assert (row.address, row.failures, row.last_code) == (bad.email, 3, 550)
@@ -220,7 +221,7 @@ def test_a_delivery_that_goes_through_resets_the_count(store: Store, smtp: SmtpS
     settings = smtp_settings(smtp)
     smtp.handler.refuse = {reader.email}
     run(store, [reader], settings, NOW)
-    pipeline.ingest_dumps(store, _fresh_dump(store, shared_dumps, 0))
+    ingest_dumps(store, _fresh_dump(store, shared_dumps, 0))
     smtp.handler.refuse = set()
     run(store, [reader], settings, NOW + timedelta(days=1))
 

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from smtp_servers import SmtpServer
 
+from newsletter.ingest import ingest_dumps
 from newsletter import pipeline, sending
 from newsletter.delivery import make_transport
 from newsletter.errors import ConfigError
@@ -76,7 +77,7 @@ def dns_for(key: rsa.RSAPrivateKey, name: str):  # -> a dkimpy dnsfunc
 def send_one(settings: Settings, tmp_path: Path) -> None:
     store = Store(f"sqlite:///{tmp_path}/n.db")
     try:
-        pipeline.ingest_dumps(store, EXAMPLE_DUMPS)
+        ingest_dumps(store, EXAMPLE_DUMPS)
         path = tmp_path / "subscribers.yaml"
         path.write_text(SUBSCRIBERS, encoding="utf-8")
         subscribers = load_subscribers(path, max_papers=5, send_at="07:00", timezone="UTC").subscribers

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy.exc import IntegrityError
 
 from newsletter.models import Paper
-from newsletter.pipeline import ingest_dumps
+from newsletter.ingest import ingest_dumps
 from newsletter.store import Store
 
 
