@@ -29,6 +29,7 @@ from newsletter.ingest import ingest_dumps
 from newsletter import pipeline
 from newsletter.settings import load_settings
 from newsletter.store import Store
+from newsletter.runtime import sender_from
 from newsletter.subscribers import load_subscribers
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -90,7 +91,7 @@ def render_examples(directory: Path) -> list[Path]:
         subscribers = load_subscribers(
             EXAMPLE_SUBSCRIBERS, max_papers=10, send_at="07:00", timezone="UTC"
         ).subscribers
-        pipeline.preview(store, list(subscribers), settings, directory / "out", now=NOW)
+        pipeline.preview(store, list(subscribers), sender_from(settings), directory / "out", now=NOW)
     finally:
         store.close()
     return sorted((directory / "out").glob("*.eml"))

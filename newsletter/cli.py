@@ -14,6 +14,7 @@ import webbrowser
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import date
 from pathlib import Path
 from typing import Annotated, NoReturn, TypeVar
 
@@ -25,8 +26,10 @@ from rich.table import Table
 
 from email_validator import EmailNotValidError, validate_email
 
-from newsletter import ingest as ingesting, pipeline, semantic, sending
-from newsletter.delivery import make_transport
+from newsletter import ingest as ingesting, pipeline, semantic
+from newsletter.day import send_copy
+from newsletter.models import Outcome, OutcomeStatus
+from newsletter.runtime import Runtime, semantic_encoder, semantic_model
 from newsletter.errors import ConfigError, NewsletterError
 from newsletter.settings import Settings, load_settings
 from newsletter.smtp_check import check_smtp
@@ -104,11 +107,12 @@ def _with_progress(label: str, work: Callable[[Callable[[str], None]], T]) -> T:
         return work(lambda text: status.update(text))
 
 
-def _ingest(store: Store, settings: Settings, path: Path | None = None) -> ingesting.IngestReport:
+def _ingest(runtime: Runtime, path: Path | None = None) -> ingesting.IngestReport:
+    store, settings = runtime.store, runtime.settings
     target = path or settings.dumps_dir
     if not target.exists():
         _fail(f"dumps folder {target} does not exist; create it or set NEWSLETTER_DUMPS_DIR")
-    report = _with_progress("Ingesting dumps…", lambda p: ingesting.ingest_dumps(store, target, p))
+    report = _with_progress("Ingesting dumps…", lambda p: runtime.ingest(target, p))
     for line in report.rejected:
         console.print(f"[red]Set aside:[/] {escape(line)}", highlight=False, soft_wrap=True)
     for line in report.warnings:
@@ -125,9 +129,9 @@ def _ingest(store: Store, settings: Settings, path: Path | None = None) -> inges
 SUMMARY_ROWS = 50  # past this many subscribers, the table groups the outcomes by reason
 
 
-def _summary(title: str, outcomes: list[pipeline.Outcome]) -> None:
+def _summary(title: str, outcomes: list[Outcome]) -> None:
     """One row per subscriber; for a long list, the failures alone and the rest by reason."""
-    colours = {"sent": "green", "previewed": "green", "failed": "red", "skipped": "yellow"}
+    colours = {"sent": "green", "previewed": "green", "failed": "red", "skipped": "yellow", "deferred": "yellow"}
     if len(outcomes) > SUMMARY_ROWS:
         _grouped_summary(title, outcomes, colours)
         return
@@ -142,7 +146,7 @@ def _summary(title: str, outcomes: list[pipeline.Outcome]) -> None:
     out.print(table)
 
 
-def _grouped_summary(title: str, outcomes: list[pipeline.Outcome], colours: dict[str, str]) -> None:
+def _grouped_summary(title: str, outcomes: list[Outcome], colours: dict[str, str]) -> None:
     failed = [o for o in outcomes if o.status == "failed"]
     if failed:
         table = Table(title=f"{title}: failures", title_justify="left")
@@ -180,9 +184,11 @@ def preview(
     chosen = _subscribers(settings, subscriber)
     target = out_dir or settings.preview_dir
     with _operator_errors():
-        store = Store(settings.database_url)
-        _ingest(store, settings)
-        outcomes = pipeline.preview(store, chosen, settings, target)
+        runtime = Runtime(settings)
+        _ingest(runtime)
+        outcomes = pipeline.preview(
+            runtime.store, chosen, runtime.sender, target, semantic_model=semantic_model(settings)
+        )
     _summary(f"Preview in {target}/", outcomes)
     rendered = [o.detail for o in outcomes if o.status == "previewed"]
     out.print(f"Open {escape(rendered[0])} in a browser to read it." if rendered else "Nothing to preview.")
@@ -211,12 +217,9 @@ def send(
         return
     chosen = _subscribers(settings, subscriber)
     with _operator_errors():
-        store = Store(settings.database_url)
-        _ingest(store, settings)
-        report = _with_progress(
-            "Sending…",
-            lambda p: sending.send_digests(store, chosen, settings, make_transport(settings), progress=p),
-        )
+        runtime = Runtime(settings)
+        _ingest(runtime)
+        report = _with_progress("Sending…", lambda p: runtime.run_day(chosen, progress=p))
     _summary("Delivery", report.outcomes)
     out.print(report.summary(), highlight=False, soft_wrap=True, markup=False)
     if not report.ok:
@@ -232,12 +235,43 @@ def _send_test(settings: Settings, to: str, only: str | None) -> None:
     if not candidates:
         _fail(f"no active subscriber in {settings.subscribers_file} to take the digest from; name one with --subscriber")
     with _operator_errors():
-        store = Store(settings.database_url)
-        _ingest(store, settings)
-        outcome = sending.send_test(store, candidates[0], address, settings, make_transport(settings))
+        runtime = Runtime(settings)
+        _ingest(runtime)
+        outcome = send_copy(
+            runtime.store, candidates[0], runtime.sender, runtime.transport(),
+            to_address=address, semantic_model=semantic_model(settings),
+        )
     out.print(
         f"Sent {candidates[0].email}'s digest ({outcome.papers} papers) to {address} "
         f"via {'SMTP' if settings.uses_smtp else 'the outbox ' + str(settings.outbox_dir)}: {outcome.subject}",
+        highlight=False, soft_wrap=True, markup=False,
+    )
+
+
+@app.command()
+def resend(
+    subscriber: Annotated[str, typer.Option("--subscriber", help="Whose digest (their email address).")],
+    day: Annotated[
+        str | None, typer.Option("--day", help="The digest's day, YYYY-MM-DD (default: today in their time zone).")
+    ] = None,
+) -> None:
+    """Send a day's digest to its subscriber again, deliberately: the same papers, a new
+    Message-ID. For a digest that was lost on the way; it counts one more round in the ledger."""
+    settings = _settings()
+    try:
+        chosen_day = date.fromisoformat(day) if day else None
+    except ValueError:
+        _fail(f"--day {day!r} is not a date (YYYY-MM-DD)")
+    [entry] = _subscribers(settings, subscriber)
+    with _operator_errors():
+        runtime = Runtime(settings)
+        outcome = send_copy(
+            runtime.store, entry, runtime.sender, runtime.transport(), day=chosen_day,
+            semantic_model=semantic_model(settings),
+        )
+    out.print(
+        f"Resent {entry.email}'s digest ({outcome.papers} papers) via {runtime.transport_label}: "
+        f"{outcome.subject} ({outcome.detail})",
         highlight=False, soft_wrap=True, markup=False,
     )
 
@@ -284,7 +318,7 @@ def ingest(
     """Ingest dumps now: new or changed files are parsed and their papers stored."""
     settings = _settings()
     with _operator_errors():
-        report = _ingest(Store(settings.database_url), settings, path)
+        report = _ingest(Runtime(settings), path)
     if report.rejected:
         raise typer.Exit(1)
 
@@ -299,7 +333,7 @@ def rank(
 ) -> None:
     """Rank every paper in a dump file or folder for an ad-hoc profile. Touches no state."""
     with _operator_errors():
-        encoder = pipeline.semantic_encoder(_settings())
+        encoder = semantic_encoder(_settings())
         ranked = pipeline.rank_dump_path(
             dumps, keyword, top=top, exclude=exclude or (), encoder=encoder
         )
@@ -366,7 +400,7 @@ def check(
 def _check_ranking(settings: Settings) -> bool:
     """Say how digests will be ranked; load the semantic model when it is on, so that a
     broken NEWSLETTER_SEMANTIC_MODEL shows here and not as a lexical run in the log."""
-    encoder = pipeline.semantic_encoder(settings)
+    encoder = semantic_encoder(settings)
     if encoder is None:
         why = "NEWSLETTER_SEMANTIC_MODEL is off" if semantic.installed() else "the semantic extra is not installed"
         out.print(f"Ranking: lexical ({why})")

@@ -1,6 +1,6 @@
 """Transports: how a composed message leaves. The only module that imports aiosmtplib.
 
-    Transport (protocol)   async send(message) -> attempts; async close()
+    Transport (protocol)   async send(composed) -> attempts; async close()
     ├── OutboxTransport    the embedded default: one .eml file per message in a folder
     └── SmtpTransport      aiosmtplib over a pool of reused connections (STARTTLS / TLS /
                            none, AUTH), paced by a shared rate limit
@@ -20,13 +20,13 @@ import re
 import ssl
 import tempfile
 from dataclasses import dataclass
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Protocol
 
 import aiosmtplib
 
 from newsletter.errors import DeliveryError
+from newsletter.message import Composed
 from newsletter.pacing import Pacer
 from newsletter.settings import Settings
 
@@ -43,15 +43,11 @@ class Transport(Protocol):
     name: str
     concurrency: int  # how many `send` calls may usefully run at once
 
-    async def send(self, message: EmailMessage) -> int:
+    async def send(self, message: Composed) -> int:
         """Deliver the message; return the number of attempts it took."""
         ...
 
     async def close(self) -> None: ...
-
-
-def _recipient(message: EmailMessage) -> str:
-    return str(message["To"].addresses[0].addr_spec) if message["To"] else "?"
 
 
 class OutboxTransport:
@@ -63,18 +59,18 @@ class OutboxTransport:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
 
-    def path_for(self, message: EmailMessage) -> Path:
-        message_id = str(message["Message-ID"]).strip("<>").partition("@")[0]
-        stem = _UNSAFE_FILENAME.sub("_", f"{_recipient(message)}_{message_id}")
+    def path_for(self, message: Composed) -> Path:
+        message_id = message.message_id.strip("<>").partition("@")[0]
+        stem = _UNSAFE_FILENAME.sub("_", f"{message.recipient}_{message_id}")
         return self.directory / f"{stem}.eml"
 
-    async def send(self, message: EmailMessage) -> int:
+    async def send(self, message: Composed) -> int:
         target = self.path_for(message)
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             handle, temp = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
             with os.fdopen(handle, "wb") as stream:
-                stream.write(message.as_bytes())
+                stream.write(message.data)
                 stream.flush()
                 os.fsync(stream.fileno())
             os.replace(temp, target)
@@ -82,7 +78,7 @@ class OutboxTransport:
         except OSError as exc:
             raise DeliveryError(
                 f"cannot write {target}: {exc.strerror}; check NEWSLETTER_OUTBOX_DIR",
-                recipient=_recipient(message),
+                recipient=message.recipient,
             ) from exc
 
     async def close(self) -> None:
@@ -150,7 +146,7 @@ class SmtpTransport:
     some providers silently drop connections past a cap. Every attempt first waits for the
     shared `Pacer`, which enforces NEWSLETTER_RATE_LIMIT and slows down on throttling replies.
 
-    The message goes out as `message.as_bytes()`, exactly the bytes a DKIM signature covers.
+    The message goes out as `message.data`, exactly the bytes a DKIM signature covers.
     """
 
     name = "smtp"
@@ -160,6 +156,7 @@ class SmtpTransport:
         self.concurrency = settings.smtp_connections
         self.pacer = pacer or Pacer(settings.rate_limit)
         self.opened = 0  # connections opened over the transport's life (for tests and stats)
+        self.delivered = 0  # messages the server accepted
         self.recycled = 0
         self._idle: list[_Connection] = []
         self._slots: asyncio.Semaphore | None = None
@@ -212,27 +209,32 @@ class SmtpTransport:
         finally:
             await self._release(connection, healthy=healthy)
 
-    async def send(self, message: EmailMessage) -> int:
+    async def send(self, message: Composed) -> int:
         """Deliver `message` to its one recipient; returns the attempts it took.
 
-        Raises DeliveryError once the failure is permanent or MAX_ATTEMPTS are spent.
+        Raises DeliveryError once the failure is permanent or MAX_ATTEMPTS are spent. When the
+        server cannot be reached at all before anything went through on this transport (down,
+        a wrong host or port, a listener that does not speak SMTP), the first failure is
+        final: every other message would meet it, and each retry would cost a timeout.
         """
-        recipient = _recipient(message)
-        sender = self.settings.from_address
-        data = message.as_bytes()
+        recipient = message.recipient
+        sender = message.sender
+        data = message.data
         for attempt in range(1, MAX_ATTEMPTS + 1):
             await self.pacer.wait()
             try:
                 await self._attempt(sender, recipient, data)
                 self.pacer.succeeded()
+                self.delivered += 1
                 return attempt
             except (aiosmtplib.SMTPException, OSError) as exc:
                 cause = exc
                 error = self._translate(exc, recipient)
             error.attempts = attempt
-            if attempt == MAX_ATTEMPTS and _unreachable(cause):
+            if _unreachable(cause) and (attempt == MAX_ATTEMPTS or self.delivered == 0):
                 # Nobody answers: every other message would meet the same silence.
-                error.setup = True
+                error = self._server_down(cause, recipient, attempt)
+                raise error from cause
             if error.permanent or attempt == MAX_ATTEMPTS:
                 raise error from cause
             if error.throttled:
@@ -242,6 +244,19 @@ class SmtpTransport:
             log.warning("%s; retry %d/%d in %.1fs", error, attempt, MAX_ATTEMPTS - 1, delay)
             await asyncio.sleep(delay)
         raise AssertionError("unreachable")  # the loop returns or raises
+
+    def _server_down(self, cause: BaseException, recipient: str, attempts: int) -> DeliveryError:
+        where = f"{self.settings.smtp_host}:{self.settings.smtp_port}"
+        what = "refused the connection" if _refused(cause) else "cannot be reached"
+        error = DeliveryError(
+            f"the SMTP server {where} {what} ({cause or type(cause).__name__}); check "
+            "NEWSLETTER_SMTP_HOST and NEWSLETTER_SMTP_PORT, and that the server is up",
+            recipient=recipient,
+            setup=True,
+        )
+        error.server_level = True
+        error.attempts = attempts
+        return error
 
     def _translate(self, exc: aiosmtplib.SMTPException | OSError, recipient: str) -> DeliveryError:
         where = f"{self.settings.smtp_host}:{self.settings.smtp_port}"
@@ -259,7 +274,11 @@ class SmtpTransport:
         if isinstance(exc, aiosmtplib.SMTPException):
             return translate_smtp_error(exc, recipient)
         # refused or unreachable before SMTP even started
-        return DeliveryError(f"cannot connect to {where}: {exc}", recipient=recipient)
+        return DeliveryError(
+            f"cannot connect to the SMTP server {where} ({exc}); check NEWSLETTER_SMTP_HOST and "
+            "NEWSLETTER_SMTP_PORT, and that the server is up",
+            recipient=recipient,
+        )
 
     async def close(self) -> None:
         idle, self._idle = self._idle, []
@@ -280,9 +299,20 @@ def _unreachable(exc: BaseException) -> bool:
     """No SMTP conversation at all: refused, unreachable, or the connect timed out."""
     if isinstance(exc, aiosmtplib.SMTPResponseException):  # it answered (e.g. 421 busy)
         return False
+    if certificate_failure(exc) is not None:  # it answered, with a certificate we refuse
+        return False
     if isinstance(exc, aiosmtplib.SMTPConnectError | aiosmtplib.SMTPConnectTimeoutError):
         return True
     return isinstance(exc, OSError) and not isinstance(exc, aiosmtplib.SMTPException)
+
+
+def _refused(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ConnectionRefusedError) or "refused" in str(seen).lower() or "Connect call failed" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def certificate_failure(exc: BaseException) -> ssl.SSLCertVerificationError | None:

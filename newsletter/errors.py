@@ -53,6 +53,8 @@ class DeliveryError(NewsletterError):
       TLS, sender address), not in this recipient: every other message would meet it too, so
       a run stops at once, and the recipient is not blamed for it (no suppression).
     - `throttled`: the server asked us to slow down (421, 454, or a "rate"/"too many" reply).
+    - `server_level`: nothing reached the server at all (down, unreachable, not SMTP): the
+      message names the server and its settings, not a recipient.
     """
 
     def __init__(
@@ -70,6 +72,7 @@ class DeliveryError(NewsletterError):
         self.permanent = permanent
         self.setup = setup
         self.throttled = throttled
+        self.server_level = False
         self.attempts = 1  # set by the transport to the attempts it spent
         super().__init__(message)
 

@@ -1,7 +1,9 @@
-"""Plain values that travel between the stages: papers, parsed dumps, ranked picks.
+"""Plain values that travel between the stages: papers, parsed dumps, ranked picks, plans,
+outcomes, the sender, and the delivery states of the ledger.
 
 Nothing here does I/O. Parsers produce `Paper`s, the store keeps them, the ranker turns
-them into `Ranked` values and the renderer reads those.
+them into `Ranked` values, the planner into `Plan`s, the renderer reads those, and a day's
+run ends in one `Outcome` per subscriber.
 """
 
 from __future__ import annotations
@@ -10,9 +12,13 @@ import hashlib
 import re
 import unicodedata
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from enum import StrEnum
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from newsletter.signing import DkimKey
+    from newsletter.subscribers import Subscriber
 
 ARXIV_PREFIX = "arxiv:"
 TITLE_PREFIX = "title:"
@@ -136,3 +142,68 @@ class DeliveryState(StrEnum):
     DEFERRED = "deferred"
     FAILED = "failed"
     ABANDONED = "abandoned"
+
+
+class OutcomeStatus(StrEnum):
+    """What a run did for one subscriber (a run's view; the ledger keeps `DeliveryState`)."""
+
+    SENT = "sent"
+    DEFERRED = "deferred"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    PREVIEWED = "previewed"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one subscriber gets for one day, or why nothing (`reason`)."""
+
+    subscriber: Subscriber
+    day: date
+    picks: tuple[Ranked, ...]
+    message_id: str
+    reason: str = ""  # set when nothing is to be sent
+    digest_id: int | None = None  # the ledger row, when one exists that is not `sent`
+    rounds: int = 0  # delivery rounds the ledger row has had (for the retry backoff)
+    created_at: datetime | None = None  # when the ledger row was written (its lifetime starts)
+
+    @property
+    def sendable(self) -> bool:
+        return not self.reason
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    subscriber: str
+    status: OutcomeStatus
+    papers: int = 0
+    detail: str = ""
+    subject: str = ""
+    attempts: int = 0  # SMTP attempts spent in this run (sent, deferred or failed)
+
+
+@dataclass(frozen=True)
+class Links:
+    """How a digest's links are made: the operator's settings, built once at the edge.
+
+    `unsubscribe_url` + `secret`: the operator's own https endpoint (personal tokens);
+    without them the footer and List-Unsubscribe carry a mailto to the sender.
+    """
+
+    unsubscribe_url: str | None = None
+    secret: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class Sender:
+    """Who digests come from and how they are signed and linked: a plain value built from
+    the settings at the edge, so no stage below the CLI and the scheduler reads `Settings`."""
+
+    from_address: str
+    from_name: str
+    dkim: DkimKey | None = None
+    links: Links = Links()
+
+    @property
+    def domain(self) -> str:
+        return self.from_address.rpartition("@")[2]

@@ -1,73 +1,33 @@
-"""The pipeline: one function per stage, called by the CLI and the scheduler.
+"""The dry-run and ad-hoc stages beside the day's run (`newsletter.day`).
 
-    ingest_dumps   new/changed files in the dumps folder -> papers in the store
-    plan_digest    a subscriber's candidates -> ranked picks (or the reason there are none)
-    preview        render every plan to files; no transport, no ledger change
+    preview          render every subscriber's next digest to files; no transport, no ledger
+    rank_dump_path   rank the papers of a dump file or folder for an ad-hoc profile
+    semantic_for     embeddings of papers for the hybrid ranker, stored once per paper
 
-Sending (the ledger, the connection pool, the error budget) is `newsletter.sending`.
+Ingest is `newsletter.ingest`; planning `newsletter.planning`; a run `newsletter.day`.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections import OrderedDict
-from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
-from datetime import UTC, date, datetime
-from email.message import EmailMessage
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
+from newsletter.composing import compose
 from newsletter.errors import ConfigError, DumpError
 from newsletter.ingest import dump_files, read_dump
-from newsletter.message import compose_message, digest_message_id, keywords_mailto, unsubscribe_mailto
-from newsletter.models import Paper, Ranked
-from newsletter.ranking import PaperIndex, Profile, Semantic, rank, rank_papers
-from newsletter.semantic import Encoder, encoder_for, paper_text
-from newsletter.render import Recipient, RenderedDigest, render_digest
-from newsletter.settings import Settings
+from newsletter.models import Outcome, OutcomeStatus, Paper, Ranked, Sender
+from newsletter.planning import Retry, local_day
+from newsletter.ranking import Profile, Semantic, rank_papers
+from newsletter.semantic import Encoder, paper_text
 from newsletter.store import Store
 from newsletter.subscribers import Subscriber
-from newsletter.unsubscribe import unsubscribe_url
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[str], None]
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._@-]+")
-
-
-# plan -----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Plan:
-    """What one subscriber gets today, or why nothing."""
-
-    subscriber: Subscriber
-    day: date
-    picks: tuple[Ranked, ...]
-    message_id: str
-    reason: str = ""  # set when nothing is to be sent
-    digest_id: int | None = None  # today's ledger row, when one exists that is not `sent`
-
-    @property
-    def sendable(self) -> bool:
-        return not self.reason
-
-
-def local_day(subscriber: Subscriber, now: datetime) -> date:
-    """The subscriber's calendar day at `now`: the day their digest belongs to."""
-    return now.astimezone(ZoneInfo(subscriber.timezone)).date()
-
-
-def profile_for(subscriber: Subscriber) -> Profile:
-    return Profile(keywords=subscriber.keywords, exclude=subscriber.exclude)
-
-
-# semantic ---------------------------------------------------------------------------------
-def semantic_encoder(settings: Settings) -> Encoder | None:
-    """The encoder for hybrid ranking, or None: the `semantic` extra is not installed, or
-    NEWSLETTER_SEMANTIC_MODEL is off."""
-    return encoder_for(settings.semantic_model)
 
 
 _BROKEN_MODELS: set[str] = set()
@@ -101,176 +61,48 @@ def semantic_for(store: Store | None, encoder: Encoder | None, papers: Sequence[
     return Semantic(vectors, encoder.encode)
 
 
-class PlanCache:
-    """Memo for one run: papers by id, and one index per distinct set of candidates.
-
-    Most subscribers share the same candidates (everything new since yesterday), so the
-    index is built once and every profile is ranked against it. With an `encoder` (the
-    semantic extra) the index is hybrid, from embeddings stored once per paper.
-    """
-
-    INDEXES_KEPT = 8
-
-    def __init__(self, store: Store, encoder: Encoder | None = None) -> None:
-        self.store = store
-        self.encoder = encoder
-        self._papers: dict[str, Paper] = {}
-        self._indexes: OrderedDict[tuple[str, ...], PaperIndex] = OrderedDict()
-        self._statuses: dict[date, dict[str, str]] = {}
-
-    def has_digest(self, subscriber: str, day: date) -> bool:
-        """Whether the ledger had a row for (subscriber, day) when the run began."""
-        if day not in self._statuses:
-            self._statuses[day] = self.store.statuses_on(day)
-        return subscriber in self._statuses[day]
-
-    def papers(self, paper_ids: Sequence[str]) -> list[Paper]:
-        missing = [paper_id for paper_id in paper_ids if paper_id not in self._papers]
-        if missing:
-            for paper in self.store.papers_by_ids(missing):
-                self._papers[paper.paper_id] = paper
-        return [self._papers[paper_id] for paper_id in paper_ids if paper_id in self._papers]
-
-    def index(self, paper_ids: Sequence[str]) -> PaperIndex:
-        key = tuple(paper_ids)
-        index = self._indexes.get(key)
-        if index is None:
-            papers = self.papers(key)
-            index = PaperIndex.build(papers, semantic_for(self.store, self.encoder, papers))
-            self._indexes[key] = index
-            if len(self._indexes) > self.INDEXES_KEPT:
-                self._indexes.popitem(last=False)
-        else:
-            self._indexes.move_to_end(key)
-        return index
-
-
-def plan_digest(
-    store: Store,
-    subscriber: Subscriber,
-    *,
-    now: datetime,
-    domain: str,
-    cache: PlanCache | None = None,
-    suppressed: Collection[str] = (),
-    include_sent: bool = False,
-) -> Plan:
-    """Pick today's papers for one subscriber, honouring the ledger and the suppression list.
-
-    `include_sent` plans today's digest again even if it was sent (for a test copy).
-    """
-    cache = cache or PlanCache(store)
-    day = local_day(subscriber, now)
-    message_id = digest_message_id(subscriber.email, day, domain)
-
-    def nothing(reason: str) -> Plan:
-        return Plan(subscriber, day, (), message_id, reason=reason)
-
-    if not subscriber.active:
-        return nothing("inactive (active: false)")
-    if subscriber.email.casefold() in suppressed:
-        return nothing("suppressed after repeated permanent failures (see `newsletter suppressed`)")
-    record = store.digest_for(subscriber.email, day) if cache.has_digest(subscriber.email, day) else None
-    if record is not None and record.status == "sent" and not include_sent:
-        return nothing("already sent today")
-    if record is not None:
-        # Planned before a crash or a failure: send the very same papers, same Message-ID.
-        papers = cache.papers(record.paper_ids)
-        rescored = rank_papers(
-            papers, profile_for(subscriber), max_papers=len(papers) or 1,
-            semantic=semantic_for(store, cache.encoder, papers),
-        )
-        by_id = {r.paper.paper_id: r for r in rescored}  # for the "why" of each paper
-        picks = tuple(by_id.get(p.paper_id, Ranked(p, 0.0, ())) for p in papers)
-        return Plan(subscriber, day, picks, record.message_id, digest_id=record.id)
-    candidate_ids = store.candidate_ids(subscriber.email, day)
-    if not candidate_ids:
-        return nothing("no new papers since the last digest")
-    ranked = rank(cache.index(candidate_ids), profile_for(subscriber), max_papers=subscriber.max_papers)
-    picks = tuple(r for r in ranked if r.picked)
-    if not picks and not subscriber.send_empty:
-        return nothing(f"nothing above the relevance floor among {len(candidate_ids)} new papers")
-    return Plan(subscriber, day, picks, message_id)
-
-
-def compose(plan: Plan, settings: Settings, now: datetime) -> tuple[RenderedDigest, EmailMessage]:
-    subscriber = plan.subscriber
-    personal_url = _unsubscribe_url(settings, subscriber.email)
-    link = personal_url or unsubscribe_mailto(settings.from_address, subscriber.email)
-    rendered = render_digest(
-        recipient=Recipient(subscriber.email, subscriber.name, subscriber.keywords),
-        day=plan.day,
-        picks=list(plan.picks),
-        unsubscribe_link=link,
-        keywords_link=keywords_mailto(settings.from_address),
-    )
-    message = compose_message(
-        digest=rendered,
-        to_address=subscriber.email,
-        to_name=subscriber.name,
-        from_address=settings.from_address,
-        from_name=settings.from_name,
-        message_id=plan.message_id,
-        sent_at=now,
-        unsubscribe_url=personal_url,
-        dkim=settings.dkim_key,
-    )
-    return rendered, message
-
-
-def _unsubscribe_url(settings: Settings, address: str) -> str | None:
-    """The subscriber's own https unsubscribe link, when the operator runs an endpoint."""
-    if settings.unsubscribe_url is None or settings.unsubscribe_secret is None:
-        return None
-    return unsubscribe_url(settings.unsubscribe_url, settings.unsubscribe_secret.get_secret_value(), address)
-
-
-# outcomes -------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Outcome:
-    subscriber: str
-    status: str  # sent | failed | skipped | previewed
-    papers: int = 0
-    detail: str = ""
-    subject: str = ""
-    attempts: int = 0  # SMTP attempts spent (sent or failed)
-
-
-def skipped(plan: Plan) -> Outcome:
-    log.info("no digest for %s: %s", plan.subscriber.email, plan.reason)
-    return Outcome(plan.subscriber.email, "skipped", detail=plan.reason)
-
-
-# preview --------------------------------------------------------------------------------
 def preview(
     store: Store,
     subscribers: Sequence[Subscriber],
-    settings: Settings,
+    sender: Sender,
     out_dir: Path,
     *,
     now: datetime | None = None,
+    semantic_model: str | None = None,
 ) -> list[Outcome]:
-    """Render what each subscriber would get into `out_dir` (.html, .txt, .eml). Dry run."""
+    """Render what each subscriber would get into `out_dir` (.html, .txt, .eml). Dry run:
+    the same planning and composition as a send, and nothing written to the ledger."""
+    from newsletter.preparing import PrepareSetup, make_planner
+
     now = now or datetime.now(UTC)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the preview folder {out_dir}: {exc.strerror}; choose another with --out") from None
+    setup = PrepareSetup(
+        database_url=store.url, days=tuple(sorted({local_day(s, now) for s in subscribers})),
+        sender=sender, now=now, retry=Retry(), semantic_model=semantic_model,
+    )
+    planner = make_planner(setup, store)
     outcomes = []
-    cache = PlanCache(store, semantic_encoder(settings))
-    suppressed = store.suppressed_addresses()
-    for subscriber in subscribers:
-        plan = plan_digest(
-            store, subscriber, now=now, domain=settings.sender_domain, cache=cache, suppressed=suppressed
-        )
+    for _, plan in planner.plan(subscribers):
+        subscriber = plan.subscriber
         if not plan.sendable:
-            outcomes.append(skipped(plan))
+            outcomes.append(Outcome(subscriber.email, OutcomeStatus.SKIPPED, detail=plan.reason))
             continue
-        rendered, message = compose(plan, settings, now)
+        rendered, composed = compose(plan, sender, now)
         stem = _SAFE_NAME.sub("_", f"{plan.day.isoformat()}_{subscriber.email}")
         html_path = out_dir / f"{stem}.html"
-        html_path.write_text(rendered.html, encoding="utf-8")
-        (out_dir / f"{stem}.txt").write_text(rendered.text, encoding="utf-8")
-        (out_dir / f"{stem}.eml").write_bytes(message.as_bytes())
+        try:
+            html_path.write_text(rendered.html, encoding="utf-8")
+            (out_dir / f"{stem}.txt").write_text(rendered.text, encoding="utf-8")
+            (out_dir / f"{stem}.eml").write_bytes(composed.data)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot write to the preview folder {out_dir}: {exc.strerror}; choose another with --out"
+            ) from None
         outcomes.append(
-            Outcome(subscriber.email, "previewed", len(plan.picks), str(html_path), rendered.subject)
+            Outcome(subscriber.email, OutcomeStatus.PREVIEWED, len(plan.picks), str(html_path), rendered.subject)
         )
     return outcomes
 

@@ -1,10 +1,16 @@
 """Rendering: a subscriber's picks in, subject + preheader + HTML + plain text out. Pure.
 
-The MJML template is compiled to HTML once per process (mjml-python keeps Jinja tags intact),
-then Jinja fills it per subscriber with autoescaping on, so dump text is only ever escaped
-data: it is never parsed as MJML or as template code. The plain-text part is rendered without
-HTML escaping (an `&amp;` would be wrong there); it carries no markup that text could break,
-and every value is flattened to printable text first.
+The MJML template is compiled to HTML once per process (mjml-python keeps Jinja tags intact)
+and cut into three precompiled Jinja parts: the head (up to the paper cards), one card, and
+the foot. Jinja fills them with autoescaping on, so dump text is only ever escaped data: it
+is never parsed as MJML or as template code. The plain-text part is cut the same way and
+rendered without HTML escaping (an `&amp;` would be wrong there); it carries no markup that
+text could break, and every value is flattened to printable text first.
+
+A card depends only on the paper, the keywords that matched it and its position, so each
+distinct card is rendered once per process (highlighting included) and reused for every
+subscriber who gets it: a day of many subscribers renders a few thousand cards, and each
+digest is its head, its cached cards and its foot joined.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import textwrap
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
+from typing import NamedTuple
 from pathlib import Path
 
 from jinja2 import Environment, StrictUndefined, Template
@@ -32,6 +39,9 @@ SUBJECT_TITLE_LIMIT = 80
 PREHEADER_LIMIT = 150  # what inbox lists show beside the subject, at most
 PREHEADER_TITLES = 3
 TEXT_WIDTH = 72
+CARDS_KEPT = 50_000  # distinct (paper, matched keywords, position) cards kept per process
+LOOP_START = "{% for item in items %}"
+LOOP_END = "{% endfor %}"
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z(\[\"'])")
 # Control characters, line/paragraph separators, and the bidi embeddings and overrides
 # (U+202A-U+202E, U+2066-U+2069): no title needs them, and an override can make a subject
@@ -157,17 +167,51 @@ def _template_source(name: str) -> str:
     raise FileNotFoundError(f"template {name} not found in {', '.join(map(str, TEMPLATE_DIRS))}")
 
 
+class _Parts(NamedTuple):
+    head: Template
+    card: Template
+    foot: Template
+
+
+def _cut(source: str, env: Environment) -> _Parts:
+    """A template cut at its loop over the cards: before, the loop's body, after. The loop
+    is the first LOOP_START and the last LOOP_END (the card has loops of its own)."""
+    start = source.index(LOOP_START)
+    end = source.rindex(LOOP_END)
+    return _Parts(
+        env.from_string(source[:start]),
+        env.from_string(source[start + len(LOOP_START) : end]),
+        env.from_string(source[end + len(LOOP_END) :]),
+    )
+
+
 @lru_cache(maxsize=1)
-def _html_template() -> Template:
+def _html_parts() -> _Parts:
     compiled = mjml2html(_template_source(HTML_TEMPLATE), fonts={}, disable_comments=True)
     env = Environment(autoescape=True, undefined=StrictUndefined, keep_trailing_newline=True)
-    return env.from_string(compiled)
+    return _cut(compiled, env)
 
 
 @lru_cache(maxsize=1)
-def _text_template() -> Template:
+def _text_parts() -> _Parts:
     env = Environment(autoescape=False, undefined=StrictUndefined, keep_trailing_newline=True)
-    return env.from_string(_template_source(TEXT_TEMPLATE))
+    return _cut(_template_source(TEXT_TEMPLATE), env)
+
+
+_cards: dict[tuple[object, ...], tuple[str, str]] = {}
+
+
+def _card(position: int, pick: Ranked) -> tuple[str, str]:
+    """The HTML and text of one card, rendered once per process for each distinct card."""
+    key = (pick.paper, pick.matched, position)
+    card = _cards.get(key)
+    if card is None:
+        item = _item(position, pick)
+        card = (_html_parts().card.render(item=item), _text_parts().card.render(item=item))
+        if len(_cards) >= CARDS_KEPT:
+            _cards.clear()
+        _cards[key] = card
+    return card
 
 
 def render_digest(
@@ -200,15 +244,16 @@ def render_digest(
             if count
             else " is today's note: no new paper matched your keywords, so there is nothing to read."
         ),
-        "items": [_item(position, pick) for position, pick in enumerate(picks, start=1)],
         "email": recipient.email,
         "keywords": ", ".join(keywords),
         "unsubscribe_link": unsubscribe_link,
         "keywords_link": keywords_link,
     }
+    cards = [_card(position, pick) for position, pick in enumerate(picks, start=1)]
+    html, text = _html_parts(), _text_parts()
     return RenderedDigest(
         subject=subject,
         preheader=preheader,
-        html=_html_template().render(context),
-        text=_text_template().render(context),
+        html=html.head.render(context) + "".join(c[0] for c in cards) + html.foot.render(context),
+        text=text.head.render(context) + "".join(c[1] for c in cards) + text.foot.render(context),
     )

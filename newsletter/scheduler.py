@@ -1,14 +1,18 @@
-"""`newsletter run`: the APScheduler 3 service. An adapter; the work is in `pipeline`.
+"""`newsletter run`: the APScheduler 3 service. An adapter; the work is `Runtime.run_day`.
 
 Jobs
 - `ingest`: every NEWSLETTER_POLL_SECONDS, ingest new dumps and re-read the subscribers file,
-  adding or removing send jobs as send times change.
+  adding or removing send jobs as send times change; it also beats the heartbeat.
 - `send <tz> <HH:MM>`: one cron job per distinct (time zone, send_at) among active subscribers;
-  it ingests what is new, then sends that group's digests.
+  it ingests what is new, then runs the day for that group.
+- `retry`: every poll, sends the deferred digests that are due (exponential backoff, see
+  `planning.Retry`), so a short outage or a greylisting server costs minutes, not the day.
 
-A send time missed while the service was down is caught up once at start: sending is idempotent
-per (subscriber, day) through the ledger, so running a group whose time has passed today sends
-only what has not been sent. SIGINT/SIGTERM stop the scheduler after in-flight jobs finish.
+A send slot missed while the service was down is caught up once at start, if its time passed
+less than NEWSLETTER_CATCH_UP_HOURS ago and it has not run today (the store remembers each
+slot's last run, so a restart right after a send claims no catch-up). Sending is idempotent
+per (subscriber, day) through the ledger anyway. SIGINT/SIGTERM stop the scheduler after
+in-flight jobs finish.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import logging
 import signal
 from collections import defaultdict
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import FrameType
 from zoneinfo import ZoneInfo
 
@@ -26,18 +30,16 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from newsletter.ingest import ingest_dumps
-from newsletter import pipeline, sending
-from newsletter.delivery import make_transport
 from newsletter.errors import NewsletterError
+from newsletter.runtime import Runtime
 from newsletter.settings import Settings, parse_send_at
-from newsletter.store import Store
-from newsletter.subscribers import Subscriber, load_subscribers
+from newsletter.subscribers import Subscriber
 
 log = logging.getLogger(__name__)
 
 SendGroup = tuple[str, str]  # (timezone, "HH:MM")
 INGEST_JOB = "ingest"
+RETRY_JOB = "retry"
 MISFIRE_GRACE_SECONDS = 3600
 
 
@@ -50,12 +52,25 @@ def send_groups(subscribers: Iterable[Subscriber]) -> dict[SendGroup, list[Subsc
     return dict(groups)
 
 
-def is_due_today(group: SendGroup, now: datetime) -> bool:
-    """True when the group's send time has already passed today in its time zone."""
+def slot_time(group: SendGroup, now: datetime) -> datetime:
+    """Today's send time of the group, in its time zone."""
     timezone, send_at = group
     local = now.astimezone(ZoneInfo(timezone))
     hour, minute = parse_send_at(send_at)
-    return (local.hour, local.minute) >= (hour, minute)
+    return local.replace(hour=hour, minute=minute, second=0, microsecond=0)
+
+
+def is_due_today(group: SendGroup, now: datetime) -> bool:
+    """True when the group's send time has already passed today in its time zone."""
+    return now >= slot_time(group, now)
+
+
+def needs_catch_up(group: SendGroup, now: datetime, last_run: datetime | None, window_hours: float) -> bool:
+    """A slot whose time passed today less than `window_hours` ago and that has not run since."""
+    due = slot_time(group, now)
+    if now < due or now - due > timedelta(hours=window_hours):
+        return False
+    return last_run is None or last_run < due
 
 
 def job_id(group: SendGroup) -> str:
@@ -63,13 +78,14 @@ def job_id(group: SendGroup) -> str:
 
 
 class Service:
-    """Holds the store and settings for the scheduler's jobs."""
+    """Holds the runtime (store, sender, settings) for the scheduler's jobs."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.store = Store(settings.database_url)
-        # One worker: ingest and sends never overlap, so two jobs for the same group (a
-        # catch-up and its cron tick) cannot race to plan the same subscriber's digest.
+        self.runtime = Runtime(settings)
+        self.store = self.runtime.store
+        # One worker: ingest, sends and retries never overlap, so two jobs for the same group
+        # (a catch-up and its cron tick) cannot race to plan the same subscriber's digest.
         self.scheduler = BlockingScheduler(
             executors={"default": ThreadPoolExecutor(max_workers=1)},
             timezone=ZoneInfo(settings.timezone),
@@ -81,20 +97,19 @@ class Service:
         )
 
     def _subscribers(self) -> list[Subscriber]:
-        s = self.settings
-        loaded = load_subscribers(
-            s.subscribers_file, max_papers=s.max_papers, send_at=s.send_at, timezone=s.timezone
-        )
+        loaded = self.runtime.subscribers()
         for problem in loaded.problems:
             log.warning("subscriber skipped: %s", problem)
         return list(loaded.subscribers)
 
     def ingest(self) -> None:
         try:
-            report = ingest_dumps(self.store, self.settings.dumps_dir)
-            if report.ingested or report.rejected:
-                log.info("ingest: %d files, %d new papers, %d set aside",
-                         len(report.ingested), report.new_papers, len(report.rejected))
+            self.store.set_state("heartbeat", datetime.now(UTC).isoformat())
+            report = self.runtime.ingest()
+            for path, papers, new in report.ingested:
+                log.info("dump ingested: %s (%d papers, %d new)", path, papers, new)
+            for reason in report.rejected:
+                log.warning("dump set aside: %s", reason)
             self.reconcile(self._subscribers())
         except NewsletterError as exc:
             log.error("ingest: %s", exc)
@@ -109,36 +124,61 @@ class Service:
         for identifier, group in wanted.items():
             if self.scheduler.get_job(identifier) is None:
                 hour, minute = parse_send_at(group[1])
-                self.scheduler.add_job(
+                job = self.scheduler.add_job(
                     self.send_group, CronTrigger(hour=hour, minute=minute, timezone=ZoneInfo(group[0])),
                     args=[group], id=identifier, name=identifier,
                 )
-                log.info("scheduled %s", identifier)
+                log.info("scheduled %s: next send %s", identifier, getattr(job, "next_run_time", None) or "when started")
         return groups
 
     def send_group(self, group: SendGroup) -> None:
+        started = datetime.now(UTC)
         try:
-            ingest_dumps(self.store, self.settings.dumps_dir)
+            self.runtime.ingest()
             chosen = send_groups(self._subscribers()).get(group, [])
-            report = sending.send_digests(
-                self.store, chosen, self.settings, make_transport(self.settings)
-            )
+            report = self.runtime.run_day(chosen, by_hand=False)
         except NewsletterError as exc:
             log.error("%s: %s", job_id(group), exc)
             return
+        finally:
+            self.store.set_state(f"slot {group[0]} {group[1]}", started.isoformat())
         log_result = log.error if not report.ok else log.info
         log_result("%s: %s", job_id(group), report.summary())
+
+    def retry_round(self) -> None:
+        """Send the deferred digests that are due, for subscribers still in the file."""
+        try:
+            due = self.store.deferred_due(datetime.now(UTC))
+            if not due:
+                return
+            chosen = [s for s in self._subscribers() if s.email in due]
+            if not chosen:
+                return
+            log.info("retry round: %d deferred digests due", len(due))
+            report = self.runtime.run_day(chosen, by_hand=False)
+        except NewsletterError as exc:
+            log.error("retry round: %s", exc)
+            return
+        log_result = log.error if not report.ok else log.info
+        log_result("retry round: %s", report.summary())
 
     def start(self) -> None:
         groups = self.reconcile(self._subscribers())
         now = datetime.now(UTC)
+        window = getattr(self.settings, "catch_up_hours", 6)
         for group in groups:
-            if is_due_today(group, now):
+            last = self.store.get_state(f"slot {group[0]} {group[1]}")
+            last_run = datetime.fromisoformat(last) if last else None
+            if needs_catch_up(group, now, last_run, window):
                 log.info("catching up %s (its time passed while the service was down)", job_id(group))
                 self.scheduler.add_job(self.send_group, args=[group], id=f"catch-up {job_id(group)}")
         self.scheduler.add_job(
             self.ingest, IntervalTrigger(seconds=self.settings.poll_seconds),
             id=INGEST_JOB, name=INGEST_JOB, next_run_time=datetime.now(UTC),
+        )
+        retry_every = max(1, min(self.settings.poll_seconds, int(getattr(self.settings, "retry_min_seconds", 300))))
+        self.scheduler.add_job(
+            self.retry_round, IntervalTrigger(seconds=retry_every), id=RETRY_JOB, name=RETRY_JOB,
         )
 
         def stop(signum: int, _frame: FrameType | None) -> None:
@@ -148,10 +188,10 @@ class Service:
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
-        log.warning("newsletter service started; %d send times; Ctrl-C to stop", len(groups))
+        log.info("newsletter service started: %d send times; Ctrl-C to stop", len(groups))
         self.scheduler.start()
-        self.store.close()
-        log.warning("newsletter service stopped")
+        self.runtime.close()
+        log.info("newsletter service stopped")
 
 
 def run_service(settings: Settings) -> None:

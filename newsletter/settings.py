@@ -93,6 +93,9 @@ class Settings(BaseSettings):
     timezone: str = "UTC"
     max_papers: int = Field(default=10, ge=1, le=100)
     poll_seconds: int = Field(default=60, ge=1)
+    # Processes that plan and compose digests beside the sending one (big lists only);
+    # unset: one per core.
+    workers: int | None = Field(default=None, ge=0, le=64)
     # A sentence-transformers model name or local folder for the hybrid ranker, used when the
     # `semantic` extra is installed; "off" (or empty) ranks lexically even then.
     semantic_model: str = "all-MiniLM-L6-v2"

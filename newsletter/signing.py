@@ -1,9 +1,9 @@
 """DKIM signing (RFC 6376) of a composed message, with dkimpy. Pure apart from the clock.
 
-The signature is computed over `message.as_bytes()`, the very bytes both transports send
-(SMTP `sendmail` and the outbox file), and the DKIM-Signature field is put in front of the
-other headers exactly as dkimpy folded it, so the signed message serialises to the signature
-line followed by the unchanged bytes that were signed.
+The signature is computed over the composed message's bytes, the very bytes both transports
+send (SMTP `sendmail` and the outbox file), and the DKIM-Signature field is put in front of
+the other headers exactly as dkimpy folded it: the signed message is the signature field
+followed by the unchanged bytes that were signed.
 
 Canonicalisation is relaxed/relaxed: relays may refold headers or touch trailing whitespace.
 The headers that say who sent what, and the list headers a provider acts on (RFC 2369,
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from email.message import EmailMessage
 from pathlib import Path
 
 import dkim  # type: ignore[import-untyped]
@@ -75,26 +74,18 @@ def read_private_key(path: Path) -> bytes:
     return pem
 
 
-def sign_message(message: EmailMessage, key: DkimKey) -> None:
-    """Add a DKIM-Signature to `message`, in place, as its first header field."""
-    signed_bytes = message.as_bytes()
+def sign_bytes(data: bytes, key: DkimKey) -> bytes:
+    """`data` (a whole message, CRLF line ends) with a DKIM-Signature field in front
+    (RFC 6376 §5.6: the signature is the first field)."""
     field_line = dkim.sign(
-        signed_bytes,
+        data,
         key.selector.encode("ascii"),
         key.domain.encode("ascii"),
         key.private_key,
         canonicalize=CANONICALIZATION,
         include_headers=[name.encode("ascii") for name in SIGNED_HEADERS + OVERSIGNED_HEADERS],
+        linesep=b"\r\n",
     )
-    name, _, value = field_line.decode("ascii").partition(":")
-    # dkimpy folds at 72 columns, under the policy's 78, so the email package emits the raw
-    # value line for line instead of refolding it (and breaking the signature).
-    raw_value = "\n".join(value.removeprefix(" ").splitlines())
-    # Put it first (RFC 6376 §5.6): take the fields out as stored, with no policy processing,
-    # and put them back the same way behind it.
-    fields = list(message.raw_items())
-    for field_name in dict.fromkeys(field_name for field_name, _ in fields):
-        del message[field_name]
-    message.set_raw(name, raw_value)
-    for field_name, field_value in fields:
-        message.set_raw(field_name, field_value)
+    if not field_line.endswith(b"\r\n"):
+        field_line += b"\r\n"
+    return field_line + data

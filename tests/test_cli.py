@@ -136,11 +136,11 @@ def test_preview_then_send_through_the_outbox(tmp_path: Path, shared_dumps: Path
 
     first = newsletter("send", cwd=tmp_path, **env)
     assert first.returncode == 0, first.stderr
-    assert "2 sent (0 after retries), 0 failed, 0 skipped." in first.stdout
+    assert "2 digests sent, 0 deferred, 0 failed, 0 skipped via the outbox folder outbox (NEWSLETTER_SMTP_HOST is not set)." in first.stdout
     assert len(list((tmp_path / "outbox").glob("*.eml"))) == 2
     second = newsletter("send", cwd=tmp_path, **env)
     assert second.returncode == 0
-    assert "0 sent (0 after retries), 0 failed, 2 skipped." in second.stdout and "already sent today" in second.stdout
+    assert "0 digests sent, 0 deferred, 0 failed, 2 skipped" in second.stdout and "already sent today" in second.stdout
     assert len(list((tmp_path / "outbox").glob("*.eml"))) == 2
 
 

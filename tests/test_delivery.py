@@ -379,7 +379,7 @@ def test_outbox_writes_one_parseable_eml_atomically(tmp_path: Path) -> None:
     assert [f.suffix for f in files] == [".eml"]  # no .tmp left behind
     assert files[0] == transport.path_for(sent)
     stored = email.message_from_bytes(files[0].read_bytes(), policy=email.policy.default)
-    assert stored["Message-ID"] == sent["Message-ID"]
+    assert stored["Message-ID"] == sent.message_id
     assert stored["To"].addresses[0].addr_spec == "ada@example.org"
     assert stored.get_body(("html",)) is not None and stored.get_body(("plain",)) is not None
 

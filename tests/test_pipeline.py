@@ -19,11 +19,15 @@ from pathlib import Path
 import pytest
 
 from newsletter.ingest import ingest_dumps
-from newsletter import pipeline, sending
+from newsletter import pipeline
+import runs as sending
 from newsletter.delivery import make_transport
 from newsletter.render import one_line
 from newsletter.settings import Settings, load_settings
 from newsletter.store import Store
+from newsletter.runtime import sender_from
+from newsletter.models import Outcome
+from newsletter.day import DayReport
 from newsletter.subscribers import Subscriber, load_subscribers
 from smtp_servers import SmtpServer
 
@@ -154,7 +158,7 @@ def settings(smtp: SmtpServer) -> Settings:
     )
 
 
-def send(store: Store, subscribers: list[Subscriber], settings: Settings, now: datetime) -> dict[str, pipeline.Outcome]:
+def send(store: Store, subscribers: list[Subscriber], settings: Settings, now: datetime) -> dict[str, Outcome]:
     """One run, as the CLI does it: a fresh transport, one outcome per subscriber."""
     outcomes = sending.send_digests(store, subscribers, settings, make_transport(settings), now=now).outcomes
     assert len(outcomes) == len(subscribers)
@@ -349,7 +353,7 @@ def test_preview_writes_files_and_touches_nothing(
 ) -> None:
     out_dir = tmp_path / "preview"
 
-    outcomes = pipeline.preview(ingested, subscribers, settings, out_dir, now=DAY_ONE)
+    outcomes = pipeline.preview(ingested, subscribers, sender_from(settings), out_dir, now=DAY_ONE)
 
     assert [(o.subscriber, o.status) for o in outcomes] == [
         (ADA, "previewed"), (TOM, "previewed"), (SLEEPY, "skipped")

@@ -165,9 +165,9 @@ def test_the_lexical_path_imports_no_torch() -> None:
 
     code = (
         "import sys\n"
-        "from newsletter import cli, pipeline\n"
+        "from newsletter import cli, runtime\n"
         "from newsletter.settings import Settings\n"
-        "pipeline.semantic_encoder(Settings())\n"
+        "runtime.semantic_encoder(Settings())\n"
         "print('torch' in sys.modules or 'sentence_transformers' in sys.modules)\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -16,12 +16,14 @@ from pathlib import Path
 import pytest
 
 from newsletter.ingest import ingest_dumps
-from newsletter import pipeline, sending
+from newsletter import pipeline
+import runs as sending
 from newsletter.delivery import SmtpTransport, make_transport
 from newsletter.message import compose_message
 from newsletter.render import RenderedDigest
 from newsletter.settings import Settings, load_settings
 from newsletter.store import Store
+from newsletter.day import DayReport
 from newsletter.subscribers import Subscriber
 from smtp_servers import CLIENT_FROM, SmtpServer, free_port, smtp_settings, starttls_server, starttls_settings
 
@@ -61,7 +63,7 @@ def readers(count: int, *, keywords: tuple[str, ...] = ("reasoning",)) -> list[S
     ]
 
 
-def run(store: Store, subscribers: list[Subscriber], settings: Settings, now: datetime = NOW) -> sending.SendReport:
+def run(store: Store, subscribers: list[Subscriber], settings: Settings, now: datetime = NOW) -> DayReport:
     return sending.send_digests(store, subscribers, settings, make_transport(settings), now=now)
 
 
@@ -151,14 +153,16 @@ def test_a_run_failing_for_most_subscribers_stops_early_and_the_rest_go_next_tim
     assert not report.ok
     attempted = report.count("sent") + report.count("failed")
     assert 20 <= attempted < 40  # judged after MIN_SAMPLE, stopped well before the end
-    not_attempted = [o for o in report.outcomes if o.status == "skipped"]
-    assert len(not_attempted) == 60 - attempted
+    not_attempted = [o for o in report.outcomes if o.status == "deferred"]
+    assert len(not_attempted) == 60 - attempted  # deferred, never dropped
     assert all(o.detail.startswith("not attempted: stopped early") for o in not_attempted)
     assert len(smtp.handler.received) == report.count("sent")
+    assert set(statuses(store).values()) <= {"sent", "failed", "deferred"}
 
-    # The operator fixes the list; the next run sends the rest, and nobody gets two.
+    # The operator fixes the list; a run after the deferral's backoff sends the rest (and the
+    # refused ones again, as a run by hand does), and nobody gets two.
     smtp.handler.refuse = set()
-    again = run(store, subscribers, smtp_settings(smtp))
+    again = run(store, subscribers, smtp_settings(smtp), NOW + timedelta(minutes=10))
     assert again.ok
     delivered = [r.rcpt_tos[0] for r in smtp.handler.received]
     assert sorted(delivered) == sorted(set(delivered)) and len(delivered) == 60
@@ -172,7 +176,9 @@ def test_a_setup_error_stops_the_run_at_once_and_blames_no_recipient(
         report = run(store, readers(10), settings)
 
     assert report.stopped and "login failed" in report.stopped
-    assert report.count("failed") == 1 and report.count("skipped") == 9
+    # Nobody's digest is lost to the operator's mistake: all wait for the next try.
+    assert report.count("deferred") == 10 and report.count("failed") == 0
+    assert set(statuses(store).values()) == {"deferred"}
     assert store.suppressions(include_pending=True) == []  # the login, not the address
 
 
@@ -183,9 +189,10 @@ def test_a_dead_server_costs_one_subscriber_not_the_whole_list(store: Store, fas
 
     report = run(store, readers(50), settings)
 
-    assert report.count("failed") == 1 and report.count("skipped") == 49
-    assert report.stopped and "refused" in report.stopped
-    assert report.outcomes[0].attempts == 4  # the retries were spent before giving up
+    assert report.count("deferred") == 50 and report.count("failed") == 0
+    assert report.stopped and "refused" in report.stopped and "NEWSLETTER_SMTP_PORT" in report.stopped
+    # Nothing went through yet: the first refusal is final, not worth four timeouts.
+    assert report.outcomes[0].attempts == 1
 
 
 # suppression -------------------------------------------------------------------------------

@@ -20,7 +20,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from smtp_servers import SmtpServer
 
 from newsletter.ingest import ingest_dumps
-from newsletter import pipeline, sending
+from newsletter import pipeline
+import runs as sending
 from newsletter.delivery import make_transport
 from newsletter.errors import ConfigError
 from newsletter.settings import Settings, load_settings

@@ -7,13 +7,16 @@ embeddings), `ledger` (the delivery ledger), `suppressions` (addresses no longer
 
 from __future__ import annotations
 
-from newsletter.store.ledger import DigestRecord, LedgerStore
+from newsletter.store.ledger import DayLedgerStore, DaySnapshot, DeliveryEvent, DigestRecord, LedgerRow
 from newsletter.store.papers import PaperStore
 from newsletter.store.schema import EMBEDDING_DTYPE, metadata
+from newsletter.store.state import StateStore
 from newsletter.store.suppressions import Suppression, SuppressionStore
 
-__all__ = ["EMBEDDING_DTYPE", "DigestRecord", "Store", "Suppression", "metadata"]
+__all__ = [
+    "EMBEDDING_DTYPE", "DaySnapshot", "DeliveryEvent", "DigestRecord", "LedgerRow", "Store", "Suppression", "metadata",
+]
 
 
-class Store(PaperStore, LedgerStore, SuppressionStore):
+class Store(PaperStore, DayLedgerStore, SuppressionStore, StateStore):
     """Papers, dumps, the delivery ledger and suppressions in one database."""

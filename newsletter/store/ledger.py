@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.engine import Connection
+
+from newsletter.models import DeliveryState, Paper
+from newsletter.store.base import as_utc
+from newsletter.store.papers import paper_from_row
 
 from newsletter.store.base import StoreBase, new_id
 from newsletter.store.base import now as _now
-from newsletter.store.schema import digest_papers, digests, suppressions
+from newsletter.store.schema import digest_papers, digests, papers, suppressions
 from newsletter.store.suppressions import count_bounce
 
 
@@ -151,3 +156,203 @@ class LedgerStore(StoreBase):
             query = select(digests).order_by(digests.c.digest_day, digests.c.subscriber)
             return [dict(row._mapping) for row in db.execute(query)]
 
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerRow:
+    """A ledger row as planning needs it (without its papers)."""
+
+    id: int
+    subscriber: str
+    digest_day: date
+    status: DeliveryState
+    message_id: str
+    attempts: int
+    created_at: datetime
+    next_attempt_at: datetime | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class DaySnapshot:
+    """What planning a day needs from the ledger, read in a handful of queries for everyone.
+
+    `papers` are all stored papers with the time each was first seen, oldest first;
+    `last_sent[s]` the creation time of subscriber s's last digest that was sent; `held[s]`
+    the papers first seen since then that s already holds (in a digest sent, on its way, or
+    planned today), so s's candidates are the papers after `last_sent[s]` minus `held[s]`;
+    `rows` the ledger rows of the days asked for, and `deferred` every deferred row.
+    """
+
+    papers: tuple[Paper, ...]
+    first_seen: tuple[datetime, ...]
+    last_sent: dict[str, datetime]
+    held: dict[str, frozenset[str]]
+    rows: dict[tuple[str, date], LedgerRow]
+    deferred: tuple[LedgerRow, ...]
+
+
+# Papers subscribers hold within their window (first seen after their last sent digest): the
+# batch form of the candidate rules of `PaperStore.candidate_ids`.
+_HELD_IN_WINDOW = text(
+    """
+    WITH last AS (
+        SELECT subscriber, max(created_at) AS at FROM digests WHERE status = 'sent' GROUP BY subscriber
+    )
+    SELECT dp.subscriber, dp.paper_id
+    FROM digest_papers AS dp
+    JOIN digests AS d ON d.id = dp.digest_id
+    JOIN papers AS p ON p.paper_id = dp.paper_id
+    LEFT JOIN last ON last.subscriber = dp.subscriber
+    WHERE p.first_seen_at > COALESCE(last.at, '0001-01-01')
+      AND NOT (d.status IN ('failed', 'planned', 'abandoned') AND d.digest_day < :day)
+    """
+)
+_LAST_SENT = text("SELECT subscriber, max(created_at) FROM digests WHERE status = 'sent' GROUP BY subscriber")
+
+
+def _row(row: Any) -> LedgerRow:
+    return LedgerRow(
+        row.id, row.subscriber, row.digest_day, DeliveryState(row.status), row.message_id,
+        row.attempts, as_utc(row.created_at),
+        as_utc(row.next_attempt_at) if row.next_attempt_at is not None else None, row.error,
+    )
+
+
+class DayLedgerStore(LedgerStore):
+    """The ledger read and written for a whole day at a time (the send spine's needs)."""
+
+    def day_snapshot(self, days: Sequence[date]) -> DaySnapshot:
+        earliest = min(days) if days else date.today()
+        with self._tx() as db:
+            rows = db.execute(select(papers).order_by(papers.c.first_seen_at, papers.c.paper_id)).all()
+            all_papers = tuple(paper_from_row(row._mapping) for row in rows)
+            first_seen = tuple(as_utc(row.first_seen_at) for row in rows)
+            last_sent = {sub: as_utc(at if isinstance(at, datetime) else datetime.fromisoformat(at))
+                         for sub, at in db.execute(_LAST_SENT)}
+            held: dict[str, set[str]] = {}
+            for subscriber, paper_id in db.execute(_HELD_IN_WINDOW, {"day": earliest.isoformat()}):
+                held.setdefault(subscriber, set()).add(paper_id)
+            ledger = {
+                (row.subscriber, row.digest_day): _row(row)
+                for row in db.execute(select(digests).where(digests.c.digest_day.in_(list(days))))
+            }
+            deferred = tuple(
+                _row(row) for row in db.execute(select(digests).where(digests.c.status == DeliveryState.DEFERRED))
+            )
+        return DaySnapshot(
+            all_papers, first_seen, last_sent, {s: frozenset(p) for s, p in held.items()}, ledger, deferred
+        )
+
+    def digest_paper_ids(self, digest_ids: Sequence[int]) -> dict[int, tuple[str, ...]]:
+        """The papers of these digests, in their order."""
+        found: dict[int, list[str]] = {}
+        with self._tx() as db:
+            for start in range(0, len(digest_ids), 500):
+                query = (
+                    select(digest_papers.c.digest_id, digest_papers.c.paper_id)
+                    .where(digest_papers.c.digest_id.in_(list(digest_ids[start : start + 500])))
+                    .order_by(digest_papers.c.digest_id, digest_papers.c.position)
+                )
+                for digest_id, paper_id in db.execute(query):
+                    found.setdefault(digest_id, []).append(paper_id)
+        return {digest_id: tuple(found.get(digest_id, ())) for digest_id in digest_ids}
+
+    def plan_digests(self, planned: Sequence[tuple[str, date, str, Sequence[str]]]) -> list[int]:
+        """Write many digests as `planned` with their papers, in one transaction: (subscriber,
+        day, message id, paper ids) each; returns their row ids in order. Earlier digests of
+        these subscribers that never arrived give their papers back (`_release_unsent`)."""
+        if not planned:
+            return []
+        now = _now()
+        with self._tx() as db:
+            for subscriber, day, _, _ in planned:
+                self._release_unsent(db, subscriber, day)
+            result = db.execute(
+                digests.insert().returning(digests.c.id, sort_by_parameter_order=True),
+                [
+                    {
+                        "subscriber": subscriber, "digest_day": day, "status": DeliveryState.PLANNED.value,
+                        "message_id": message_id, "paper_count": len(ids), "attempts": 0,
+                        "created_at": now, "updated_at": now,
+                    }
+                    for subscriber, day, message_id, ids in planned
+                ],
+            )
+            ids = [int(row[0]) for row in result]
+            papers_rows = [
+                {"digest_id": digest_id, "paper_id": paper_id, "subscriber": subscriber, "position": position}
+                for digest_id, (subscriber, _, _, paper_ids) in zip(ids, planned)
+                for position, paper_id in enumerate(paper_ids)
+            ]
+            if papers_rows:
+                db.execute(digest_papers.insert(), papers_rows)
+        return ids
+
+    def record_deliveries(self, events: Sequence[DeliveryEvent]) -> list[str]:
+        """Apply a batch of delivery events in one transaction (the ledger's group commit).
+
+        Returns the addresses that became suppressed in this batch.
+        """
+        now = _now()
+        newly_suppressed: list[str] = []
+        with self._tx() as db:
+            for event in events:
+                values: dict[str, object] = {"status": event.state.value, "updated_at": now}
+                if event.state is DeliveryState.SENDING:
+                    values["attempts"] = digests.c.attempts + 1
+                elif event.state is DeliveryState.SENT:
+                    values.update(sent_at=now, error_code=None, error=None, next_attempt_at=None)
+                else:
+                    values.update(error_code=event.code, error=event.error, next_attempt_at=event.next_attempt_at)
+                db.execute(update(digests).where(digests.c.id == event.digest_id).values(**values))
+                if event.state is DeliveryState.SENT and event.clear_bounces:
+                    db.execute(
+                        suppressions.delete().where(
+                            suppressions.c.address == event.address.casefold(), suppressions.c.suppressed_at.is_(None)
+                        )
+                    )
+                if event.state is DeliveryState.FAILED and event.bounce and event.suppress_after:
+                    if count_bounce(db, event.address, event.code, event.error or "", event.suppress_after):
+                        newly_suppressed.append(event.address)
+        return newly_suppressed
+
+    def deferred_waiting(self, now: datetime) -> tuple[int, datetime | None]:
+        """How many deferred digests wait for a later try at `now`, and the earliest try."""
+        with self._tx() as db:
+            query = select(func.count(), func.min(digests.c.next_attempt_at)).where(
+                digests.c.status == DeliveryState.DEFERRED.value
+            )
+            count, earliest = db.execute(query).one()
+        if earliest is not None and not isinstance(earliest, datetime):
+            earliest = datetime.fromisoformat(str(earliest))
+        return int(count), as_utc(earliest) if earliest is not None else None
+
+    def deferred_due(self, now: datetime) -> set[str]:
+        """Subscribers with a deferred digest whose next try is due at `now`."""
+        with self._tx() as db:
+            query = select(digests.c.subscriber).where(
+                digests.c.status == DeliveryState.DEFERRED.value, digests.c.next_attempt_at <= now
+            )
+            return set(db.execute(query).scalars())
+
+    def pending_bounces(self) -> set[str]:
+        """Case-folded addresses with permanent refusals counted but not yet suppressed."""
+        with self._tx() as db:
+            query = select(suppressions.c.address).where(suppressions.c.suppressed_at.is_(None))
+            return set(db.execute(query).scalars())
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryEvent:
+    """One change to a ledger row, applied in a batch by `record_deliveries`."""
+
+    digest_id: int
+    state: DeliveryState
+    address: str = ""
+    code: int | None = None
+    error: str | None = None
+    next_attempt_at: datetime | None = None
+    bounce: bool = False
+    suppress_after: int = 0
+    clear_bounces: bool = False

@@ -153,12 +153,12 @@ class PaperStore(StoreBase):
         """The papers with these ids, in the order given (unknown ids are left out)."""
         with self._tx() as db:
             rows = db.execute(select(papers).where(papers.c.paper_id.in_(list(paper_ids))))
-            found = {row.paper_id: _paper_from_row(row._mapping) for row in rows}
+            found = {row.paper_id: paper_from_row(row._mapping) for row in rows}
         return [found[paper_id] for paper_id in paper_ids if paper_id in found]
 
     def all_papers(self) -> list[Paper]:
         with self._tx() as db:
-            return [_paper_from_row(row._mapping) for row in db.execute(select(papers))]
+            return [paper_from_row(row._mapping) for row in db.execute(select(papers))]
 
     # paper embeddings ----------------------------------------------------------------------
     def paper_embeddings(self, model: str, paper_ids: Sequence[str]) -> dict[str, np.ndarray]:
@@ -207,7 +207,7 @@ class PaperStore(StoreBase):
 
 
 
-def _paper_from_row(row: object) -> Paper:
+def paper_from_row(row: object) -> Paper:
     mapping = row  # a RowMapping
     return Paper(
         title=mapping["title"],  # type: ignore[index]

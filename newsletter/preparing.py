@@ -1,0 +1,207 @@
+"""Preparing digests: plan, render and compose batches of subscribers, here or in a pool.
+
+The CPU-bound half of a run. `prepare_batch` turns subscribers into `Prepared` items (a
+composed message ready for the transport, or the reason there is none); a `Preparer` yields
+them batch by batch, in the subscribers' order:
+
+- `inline_preparer`: in this process, small batches, the event loop sending in between;
+- `pool_preparer`: in worker processes (one per spare core), a few batches ahead of the
+  sender. Each worker opens the store itself, reads the day's snapshot once and keeps its
+  own indexes and card cache; only subscribers go in and composed bytes come out.
+
+Nothing here writes to the store: the run (`newsletter.day`) records what comes back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Protocol
+
+from newsletter.composing import compose
+from newsletter.message import Composed
+from newsletter.models import Sender
+from newsletter.planning import Planner, Retry, SemanticFor
+from newsletter.store import LedgerRow, Store
+from newsletter.subscribers import Subscriber
+
+INLINE_BATCH = 25  # subscribers per batch in this process: the sender runs between batches
+POOL_BATCH = 250  # subscribers per batch sent to a worker process
+BATCHES_AHEAD = 2  # batches in flight per worker
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """One digest made ready (`composed`), or the reason there is none (`reason`)."""
+
+    position: int  # the subscriber's place in the run's list
+    order: int  # 0 for the first digest of that subscriber in this run, then 1, ...
+    email: str
+    day: date
+    message_id: str
+    paper_ids: tuple[str, ...]
+    digest_id: int | None  # the ledger row, when the digest was planned before
+    subject: str
+    composed: Composed | None
+    reason: str = ""
+    papers: int = 0
+    rounds: int = 0
+    created_at: datetime | None = None
+    failed: bool = False  # `reason` is a failure, not a skip
+
+
+@dataclass(frozen=True)
+class PrepareSetup:
+    """Everything a worker needs to plan and compose, as plain picklable values."""
+
+    database_url: str
+    days: tuple[date, ...]
+    sender: Sender
+    now: datetime
+    retry: Retry
+    resend_failed: bool = True
+    semantic_model: str | None = None
+
+
+def make_planner(setup: PrepareSetup, store: Store) -> Planner:
+    """A planner over a fresh snapshot of the store, with the suppressions of the moment."""
+    unsubscribed = getattr(store, "unsubscribed_addresses", lambda: set())()
+    return Planner(
+        snapshot=store.day_snapshot(setup.days),
+        domain=setup.sender.domain,
+        now=setup.now,
+        papers_of=store.digest_paper_ids,
+        semantic_for=semantic_for_store(store, setup.semantic_model),
+        suppressed=store.suppressed_addresses(),
+        unsubscribed=unsubscribed,
+        retry=setup.retry,
+        resend_failed=setup.resend_failed,
+    )
+
+
+def semantic_for_store(store: Store, model: str | None) -> SemanticFor | None:
+    """The hybrid ranker's embeddings for a set of papers, when a model is on."""
+    if not model:
+        return None
+    from newsletter.pipeline import semantic_for
+    from newsletter.semantic import encoder_for
+
+    encoder = encoder_for(model)
+    if encoder is None:
+        return None
+    return lambda papers: semantic_for(store, encoder, papers)
+
+
+def prepare_batch(
+    planner: Planner, sender: Sender, now: datetime, subscribers: Sequence[Subscriber], first: int
+) -> tuple[list[Prepared], list[LedgerRow]]:
+    """Plan and compose `subscribers` (whose positions in the run start at `first`); also the
+    deferred rows found past their lifetime, for the run to mark failed."""
+    items: list[Prepared] = []
+    seen: dict[int, int] = {}
+    for offset, plan in planner.plan(subscribers):
+        order = seen[offset] = seen.get(offset, -1) + 1
+        email = plan.subscriber.email
+        paper_ids = tuple(pick.paper.paper_id for pick in plan.picks)
+        if not plan.sendable:
+            items.append(Prepared(first + offset, order, email, plan.day, plan.message_id, (), plan.digest_id, "", None, plan.reason))
+            continue
+        try:
+            rendered, composed = compose(plan, sender, now)
+        except Exception as exc:  # noqa: BLE001 - one subscriber's bug must not stop the rest
+            reason = f"internal error while composing: {exc!r}"
+            items.append(Prepared(first + offset, order, email, plan.day, plan.message_id, (), plan.digest_id, "", None, reason, failed=True))
+            continue
+        items.append(Prepared(
+            first + offset, order, email, plan.day, plan.message_id, paper_ids, plan.digest_id,
+            rendered.subject, composed, papers=len(paper_ids), rounds=plan.rounds,
+            created_at=plan.created_at or now,
+        ))
+    expired, planner.expired = planner.expired, []
+    return items, expired
+
+
+class Preparer(Protocol):
+    def batches(self, subscribers: Sequence[Subscriber]) -> AsyncIterator[tuple[list[Prepared], list[LedgerRow]]]: ...
+
+    def close(self) -> None: ...
+
+
+class _Inline:
+    def __init__(self, setup: PrepareSetup, store: Store) -> None:
+        self.setup = setup
+        self.store = store
+
+    async def batches(self, subscribers: Sequence[Subscriber]) -> AsyncIterator[tuple[list[Prepared], list[LedgerRow]]]:
+        planner = make_planner(self.setup, self.store)
+        for first in range(0, len(subscribers), INLINE_BATCH):
+            chunk = subscribers[first : first + INLINE_BATCH]
+            yield prepare_batch(planner, self.setup.sender, self.setup.now, chunk, first)
+            await asyncio.sleep(0)  # let the connections take what is ready
+
+    def close(self) -> None:
+        return None
+
+
+def inline_preparer(setup: PrepareSetup, store: Store) -> Preparer:
+    return _Inline(setup, store)
+
+
+# the worker side of the pool --------------------------------------------------------------
+_worker: tuple[PrepareSetup, Planner] | None = None
+
+
+def _start_worker(setup: PrepareSetup) -> None:
+    global _worker
+    store = Store(setup.database_url)
+    _worker = (setup, make_planner(setup, store))
+
+
+def _prepare_in_worker(subscribers: Sequence[Subscriber], first: int) -> tuple[list[Prepared], list[LedgerRow]]:
+    assert _worker is not None, "the worker was not started"
+    setup, planner = _worker
+    return prepare_batch(planner, setup.sender, setup.now, subscribers, first)
+
+
+class _Pool:
+    def __init__(self, setup: PrepareSetup, workers: int) -> None:
+        self.workers = workers
+        # forkserver: workers start from a clean process, not a copy of one with an event
+        # loop, open database connections and threads.
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["newsletter.preparing"])
+        self.executor: Executor = ProcessPoolExecutor(
+            max_workers=workers, mp_context=context, initializer=_start_worker, initargs=(setup,)
+        )
+
+    async def batches(self, subscribers: Sequence[Subscriber]) -> AsyncIterator[tuple[list[Prepared], list[LedgerRow]]]:
+        loop = asyncio.get_running_loop()
+        pending: list[asyncio.Future[tuple[list[Prepared], list[LedgerRow]]]] = []
+        starts = iter(range(0, len(subscribers), POOL_BATCH))
+
+        def submit() -> bool:
+            first = next(starts, None)
+            if first is None:
+                return False
+            chunk = list(subscribers[first : first + POOL_BATCH])
+            pending.append(loop.run_in_executor(self.executor, _prepare_in_worker, chunk, first))
+            return True
+
+        for _ in range(self.workers * BATCHES_AHEAD):
+            if not submit():
+                break
+        while pending:
+            result = await pending.pop(0)
+            submit()
+            yield result
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=True, cancel_futures=True)
+
+
+def pool_preparer(setup: PrepareSetup, workers: int) -> Preparer:
+    return _Pool(setup, workers)

@@ -1,0 +1,110 @@
+"""The edge: turns `Settings` into the plain values the stages take, for both adapters.
+
+`cli.py` and `scheduler.py` each build a `Runtime` and call the same few methods, so the
+sequence "ingest what is new, load the subscribers, run the day" lives here once. Nothing
+below this module reads `Settings`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from newsletter.day import DayOptions, DayReport, run_day
+from newsletter.delivery import Transport, make_transport
+from newsletter.ingest import IngestReport, ingest_dumps
+from newsletter.models import Links, Sender
+from newsletter.planning import Retry
+from newsletter.semantic import Encoder, encoder_for
+from newsletter.settings import Settings
+from newsletter.store import Store
+from newsletter.subscribers import SubscriberList, load_subscribers
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str], None]
+
+
+def sender_from(settings: Settings) -> Sender:
+    secret = settings.unsubscribe_secret.get_secret_value() if settings.unsubscribe_secret else None
+    return Sender(
+        from_address=settings.from_address,
+        from_name=settings.from_name,
+        dkim=settings.dkim_key,
+        links=Links(unsubscribe_url=settings.unsubscribe_url, secret=secret),
+    )
+
+
+def semantic_model(settings: Settings) -> str | None:
+    """The hybrid ranker's model when it is on (the extra installed and not turned off)."""
+    encoder = encoder_for(settings.semantic_model)
+    return encoder.model if encoder is not None else None
+
+
+def semantic_encoder(settings: Settings) -> Encoder | None:
+    return encoder_for(settings.semantic_model)
+
+
+def day_options(settings: Settings, *, by_hand: bool = True) -> DayOptions:
+    workers = settings.workers if settings.workers is not None else max(1, (os.cpu_count() or 1) - 1)
+    return DayOptions(
+        retry=Retry(
+            min_seconds=getattr(settings, "retry_min_seconds", 300),
+            max_seconds=getattr(settings, "retry_max_seconds", 3600),
+            lifetime_hours=getattr(settings, "retry_lifetime_hours", 12),
+        ),
+        max_error_rate=settings.max_error_rate,
+        suppress_after=settings.suppress_after,
+        workers=workers,
+        resend_failed=by_hand,
+        semantic_model=semantic_model(settings),
+    )
+
+
+@dataclass
+class Runtime:
+    """The store and the plain values of one process, built once from the settings."""
+
+    settings: Settings
+    store: Store = field(init=False)
+    sender: Sender = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.store = Store(self.settings.database_url)
+        self.sender = sender_from(self.settings)
+
+    def transport(self) -> Transport:
+        return make_transport(self.settings)
+
+    @property
+    def transport_label(self) -> str:
+        s = self.settings
+        if s.uses_smtp:
+            return f"SMTP {s.smtp_host}:{s.smtp_port}"
+        return f"the outbox folder {s.outbox_dir} (NEWSLETTER_SMTP_HOST is not set)"
+
+    def subscribers(self) -> SubscriberList:
+        s = self.settings
+        return load_subscribers(s.subscribers_file, max_papers=s.max_papers, send_at=s.send_at, timezone=s.timezone)
+
+    def ingest(self, path: Path | None = None, progress: Progress | None = None) -> IngestReport:
+        return ingest_dumps(self.store, path or self.settings.dumps_dir, progress)
+
+    def run_day(
+        self, subscribers: Sequence, now: datetime | None = None, *, by_hand: bool = True,  # type: ignore[type-arg]
+        progress: Progress | None = None,
+    ) -> DayReport:
+        """The day's digests for `subscribers`, through the transport the settings choose."""
+        report = run_day(
+            self.store, subscribers, self.sender, self.transport(), now,
+            day_options(self.settings, by_hand=by_hand), progress=progress,
+        )
+        report.transport = self.transport_label
+        return report
+
+    def close(self) -> None:
+        self.store.close()
