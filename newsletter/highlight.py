@@ -12,6 +12,9 @@ highlighted is what was scored: "Lean" lights up "Lean" in "Lean4" but not "clea
 
 Joining the segments gives back the text exactly, so the renderer can escape each one and
 wrap the matches in markup of its own: text never becomes markup.
+
+A paper's tokens, and the spans of each keyword in each text, are computed once per process
+and reused for every subscriber (a day renders the same few hundred abstracts for everyone).
 """
 
 from __future__ import annotations
@@ -38,7 +41,8 @@ def _fold_char(char: str) -> str:
     return _fold(char)
 
 
-def _tokens(text: str) -> list[_Token]:
+@lru_cache(maxsize=8192)
+def _tokens(text: str) -> tuple[_Token, ...]:
     """The ranker's tokens of `text`, each with the span of the original text it came from.
 
     The ranker folds the whole text (NFKC, case, accents) and then finds tokens; folding is
@@ -60,7 +64,7 @@ def _tokens(text: str) -> list[_Token]:
         while end < len(text) and not folded[end]:  # keep combining accents with their letter
             end += 1
         tokens.extend(_Token(stem, start, end) for stem in tokenize(match.group()))
-    return tokens
+    return tuple(tokens)
 
 
 def _phrase_spans(tokens: Sequence[_Token], terms: tuple[str, ...]) -> list[tuple[int, int]]:
@@ -73,17 +77,27 @@ def _phrase_spans(tokens: Sequence[_Token], terms: tuple[str, ...]) -> list[tupl
     ]
 
 
+@lru_cache(maxsize=65536)
+def _keyword_spans(text: str, terms: tuple[str, ...]) -> tuple[tuple[int, int], ...]:
+    """Where one keyword (its terms) occurs in `text`; once per (text, keyword) per process."""
+    tokens = _tokens(text)
+    found = _phrase_spans(tokens, terms)
+    if not found and len(terms) > 1 and set(terms) <= {token.stem for token in tokens}:
+        found = [(t.start, t.end) for t in tokens if t.stem in terms]  # scattered
+    return tuple(found)
+
+
+@lru_cache(maxsize=8192)
+def _terms(keyword: str) -> tuple[str, ...]:
+    return tuple(keyword_terms(keyword))
+
+
 def match_spans(text: str, keywords: Iterable[str]) -> list[tuple[int, int]]:
     """The (start, end) spans of `text` where any keyword occurs, sorted and merged."""
-    tokens = _tokens(text)
     spans: list[tuple[int, int]] = []
-    for terms in dict.fromkeys(keyword_terms(keyword) for keyword in keywords):
-        if not terms:
-            continue
-        found = _phrase_spans(tokens, terms)
-        if not found and len(terms) > 1 and set(terms) <= {token.stem for token in tokens}:
-            found = [(t.start, t.end) for t in tokens if t.stem in terms]  # scattered
-        spans.extend(found)
+    for terms in dict.fromkeys(_terms(keyword) for keyword in keywords):
+        if terms:
+            spans.extend(_keyword_spans(text, terms))
     merged: list[tuple[int, int]] = []
     for start, end in sorted(spans):
         # Touching spans, or spans with only spaces between, make one highlight.

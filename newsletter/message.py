@@ -44,6 +44,8 @@ KEYWORDS_SUBJECT = "Change my keywords"
 SAFE_NAME_LENGTH = 40  # a display name this short is never folded
 MAX_LINE = 78  # RFC 5322 2.1.1: header lines SHOULD be no longer
 LONGEST_WORD = 900  # a plain subject with a longer word is encoded (lines MUST stay under 998)
+QP_LINE = 76  # RFC 2045 §6.7: encoded lines are at most 76 characters
+ENCODED_WORD_BYTES = 45  # 60 base64 characters: "=?utf-8?b?" + 60 + "?=" is 72, under 75
 CRLF = b"\r\n"
 _ADDRESS_SPECIALS = re.compile(r'[()<>\[\]:;@\\,."]')
 # A display name that can be written as is: printable ASCII without RFC 5322 specials.
@@ -175,11 +177,28 @@ def _address_header(name: str, display: str, address: str) -> bytes:
     return _header_bytes(name, display, Address(display, user, domain))
 
 
+def _encoded_words(text: str) -> str:
+    """`text` as RFC 2047 "B" encoded words of UTF-8, each at most 75 characters and holding
+    whole characters, one per line: readers drop the folding between encoded words (§6.2) and
+    decode each in full, so the text reads back exactly, spaces included."""
+    words: list[str] = []
+    chunk = b""
+    for char in text:
+        raw = char.encode("utf-8")
+        if len(chunk) + len(raw) > ENCODED_WORD_BYTES:
+            words.append(chunk)
+            chunk = b""
+        chunk += raw
+    if chunk:
+        words.append(chunk)
+    return "\r\n ".join(f"=?utf-8?b?{binascii.b2a_base64(word, newline=False).decode('ascii')}?=" for word in words)
+
+
 def _subject_header(subject: str) -> bytes:
     subject = one_line(subject)
     if subject.isascii() and "=?" not in subject and max(map(len, subject.split(" ")), default=0) <= LONGEST_WORD:
         return ("Subject: " + _fold_at_spaces("Subject", subject).replace("\n", "\r\n")).encode("ascii") + CRLF
-    return _header_bytes("Subject", subject, subject)
+    return f"Subject: {_encoded_words(subject)}\r\n".encode("ascii")
 
 
 def list_unsubscribe_value(*uris: str) -> str:
@@ -202,16 +221,50 @@ def _sender_headers(from_address: str, from_name: str) -> bytes:
 _TRAILER = b"Auto-Submitted: auto-generated\r\nPrecedence: bulk\r\nMIME-Version: 1.0\r\n"
 
 
-def _body_part(text: str, subtype: str) -> bytes:
-    """One text part: 7bit when it is short-lined ASCII, else quoted-printable (C code)."""
+def _qp(piece: str) -> bytes:
+    """Quoted-printable of one piece of a body (C code), with "\n" line ends."""
+    return binascii.b2a_qp(piece.encode("utf-8"), quotetabs=False, istext=True, header=False)
+
+
+_qp_shared = lru_cache(maxsize=32768)(_qp)  # for pieces many digests share (cards)
+
+
+def _qp_join(encoded: list[bytes]) -> bytes:
+    """Separately encoded pieces joined by soft line breaks, so they decode to the pieces
+    joined; a line that the "=" would push past 76 characters is broken once more first."""
+    out: list[bytes] = []
+    for number, piece in enumerate(encoded):
+        if number < len(encoded) - 1 and piece:
+            last_line = piece[piece.rfind(b"\n") + 1 :]
+            if len(last_line) >= QP_LINE:
+                # Cut before the last token (a character, or an =XX escape) of that line.
+                cut = len(piece) - (3 if last_line[-3:-2] == b"=" else 1)
+                piece = piece[:cut] + b"=\n" + piece[cut:]
+            piece += b"=\n"
+        out.append(piece)
+    return b"".join(out)
+
+
+def _body_part(text: str, subtype: str, parts: tuple[str, ...] = ()) -> bytes:
+    """One text part: 7bit when it is short-lined ASCII, else quoted-printable (C code, the
+    pieces of `parts` encoded once each and reused)."""
     raw = text.encode("utf-8")
     if not raw.endswith(b"\n"):
         raw += b"\n"
+        parts = (*parts[:-1], parts[-1] + "\n") if parts else ()
     if raw.isascii() and max(map(len, raw.split(b"\n"))) <= MAX_LINE and b"\r" not in raw:
         encoding, body = "7bit", raw.replace(b"\n", CRLF)
     else:
         encoding = "quoted-printable"
-        body = binascii.b2a_qp(raw, quotetabs=False, istext=True, header=False).replace(b"\n", CRLF)
+        if parts:  # the first and last pieces are the digest's own, the rest are shared
+            last = len(parts) - 1
+            encoded = _qp_join([
+                (_qp(piece) if number in (0, last) else _qp_shared(piece))
+                for number, piece in enumerate(parts) if piece
+            ])
+        else:
+            encoded = _qp(text if text.endswith("\n") else text + "\n")
+        body = encoded.replace(b"\n", CRLF)
     head = f'Content-Type: text/{subtype}; charset="utf-8"\r\nContent-Transfer-Encoding: {encoding}\r\n\r\n'
     return head.encode("ascii") + body
 
@@ -263,7 +316,7 @@ def compose_message(
             _body_part(digest.text, "plain"),
             CRLF,
             delimiter,
-            _body_part(digest.html, "html"),
+            _body_part(digest.html, "html", digest.html_parts),
             CRLF,
             f"--{boundary}--\r\n".encode("ascii"),
         )

@@ -64,6 +64,9 @@ class RenderedDigest:
     preheader: str
     html: str
     text: str
+    # The HTML as the pieces it was joined from (head, cards, foot): the message encodes each
+    # piece once per process and reuses it (`message.compose_message`). Empty: one piece.
+    html_parts: tuple[str, ...] = ()
 
 
 def one_line(value: str) -> str:
@@ -132,8 +135,27 @@ def _meta(pick: Ranked) -> str:
     return one_line(" · ".join(part for part in parts if part))
 
 
+@lru_cache(maxsize=8192)
+def _trimmed(abstract: str) -> tuple[str, str]:
+    """An abstract cut for the card, and wrapped for the text part (once per paper)."""
+    trimmed = trim_abstract(abstract)
+    wrapped = textwrap.fill(
+        trimmed, TEXT_WIDTH, initial_indent="   ", subsequent_indent="   ",
+        break_long_words=True, break_on_hyphens=False,
+    )
+    return trimmed, wrapped
+
+
+@lru_cache(maxsize=8192)
+def _wrapped_title(position: int, title: str) -> str:
+    return textwrap.fill(
+        f"{position}. {title}", TEXT_WIDTH, subsequent_indent="   ",
+        break_long_words=False, break_on_hyphens=False,
+    )
+
+
 def _item(position: int, pick: Ranked) -> dict[str, object]:
-    abstract = trim_abstract(pick.paper.abstract)
+    abstract, abstract_wrapped = _trimmed(pick.paper.abstract)
     title = one_line(pick.paper.title)
     keywords = [m.keyword for m in pick.matched]
     title_segments: list[Segment] = highlight(title, keywords)
@@ -149,14 +171,8 @@ def _item(position: int, pick: Ranked) -> dict[str, object]:
             {"keyword": one_line(m.keyword), "where": " and ".join(m.fields)} for m in pick.matched
         ],
         "abstract": abstract,
-        "title_wrapped": textwrap.fill(
-            f"{position}. {title}", TEXT_WIDTH, subsequent_indent="   ",
-            break_long_words=False, break_on_hyphens=False,
-        ),
-        "abstract_wrapped": textwrap.fill(
-            abstract, TEXT_WIDTH, initial_indent="   ", subsequent_indent="   ",
-            break_long_words=True, break_on_hyphens=False,
-        ),
+        "title_wrapped": _wrapped_title(position, title),
+        "abstract_wrapped": abstract_wrapped,
     }
 
 
@@ -198,19 +214,36 @@ def _text_parts() -> _Parts:
     return _cut(_template_source(TEXT_TEMPLATE), env)
 
 
-_cards: dict[tuple[object, ...], tuple[str, str]] = {}
+POSITION_MARK = "\x00"  # never in rendered text: one_line() drops control characters
+_html_cards: dict[tuple[object, ...], tuple[str, ...]] = {}
+_text_cards: dict[tuple[object, ...], str] = {}
 
 
-def _card(position: int, pick: Ranked) -> tuple[str, str]:
-    """The HTML and text of one card, rendered once per process for each distinct card."""
+def _html_card(position: int, pick: Ranked) -> tuple[str, ...]:
+    """One card's HTML as pieces around its position number, rendered once per process for
+    each (paper, matched keywords) and reused at any position."""
+    key = (pick.paper, pick.matched)
+    pieces = _html_cards.get(key)
+    if pieces is None:
+        item = _item(position, pick) | {"position": POSITION_MARK}
+        pieces = tuple(_html_parts().card.render(item=item).split(POSITION_MARK))
+        if len(_html_cards) >= CARDS_KEPT:
+            _html_cards.clear()
+        _html_cards[key] = pieces
+    if len(pieces) != 2:  # the mark did not survive (never expected): render it whole
+        return (_html_parts().card.render(item=_item(position, pick)),)
+    return (pieces[0], str(position), pieces[1])
+
+
+def _text_card(position: int, pick: Ranked) -> str:
+    """One card's text, once per process for each (paper, matched keywords, position)."""
     key = (pick.paper, pick.matched, position)
-    card = _cards.get(key)
+    card = _text_cards.get(key)
     if card is None:
-        item = _item(position, pick)
-        card = (_html_parts().card.render(item=item), _text_parts().card.render(item=item))
-        if len(_cards) >= CARDS_KEPT:
-            _cards.clear()
-        _cards[key] = card
+        card = _text_parts().card.render(item=_item(position, pick))
+        if len(_text_cards) >= CARDS_KEPT:
+            _text_cards.clear()
+        _text_cards[key] = card
     return card
 
 
@@ -249,11 +282,18 @@ def render_digest(
         "unsubscribe_link": unsubscribe_link,
         "keywords_link": keywords_link,
     }
-    cards = [_card(position, pick) for position, pick in enumerate(picks, start=1)]
     html, text = _html_parts(), _text_parts()
+    html_parts = [html.head.render(context)]
+    text_parts = [text.head.render(context)]
+    for position, pick in enumerate(picks, start=1):
+        html_parts.extend(_html_card(position, pick))
+        text_parts.append(_text_card(position, pick))
+    html_parts.append(html.foot.render(context))
+    text_parts.append(text.foot.render(context))
     return RenderedDigest(
         subject=subject,
         preheader=preheader,
-        html=html.head.render(context) + "".join(c[0] for c in cards) + html.foot.render(context),
-        text=text.head.render(context) + "".join(c[1] for c in cards) + text.foot.render(context),
+        html="".join(html_parts),
+        text="".join(text_parts),
+        html_parts=tuple(html_parts),
     )
