@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 
 from newsletter.errors import ConfigError, DumpError
 from newsletter.ingest import dump_files, read_dump
+from newsletter.links import digest_links
 from newsletter.message import compose_message, digest_message_id, keywords_mailto, unsubscribe_mailto
 from newsletter.models import Paper, Ranked
 from newsletter.ranking import PaperIndex, Profile, Semantic, rank, rank_papers
@@ -29,7 +30,6 @@ from newsletter.render import Recipient, RenderedDigest, render_digest
 from newsletter.settings import Settings
 from newsletter.store import Store
 from newsletter.subscribers import Subscriber
-from newsletter.unsubscribe import unsubscribe_url
 
 log = logging.getLogger(__name__)
 
@@ -154,8 +154,10 @@ def plan_digest(
     cache: PlanCache | None = None,
     suppressed: Collection[str] = (),
     include_sent: bool = False,
+    unsubscribed: Collection[str] = (),
 ) -> Plan:
-    """Pick today's papers for one subscriber, honouring the ledger and the suppression list.
+    """Pick today's papers for one subscriber, honouring the ledger, the suppression list and
+    the subscriber's own unsubscribe (`unsubscribed`: case-folded addresses, from the store).
 
     `include_sent` plans today's digest again even if it was sent (for a test copy).
     """
@@ -168,6 +170,8 @@ def plan_digest(
 
     if not subscriber.active:
         return nothing("inactive (active: false)")
+    if subscriber.email.casefold() in unsubscribed:
+        return nothing("unsubscribed")
     if subscriber.email.casefold() in suppressed:
         return nothing("suppressed after repeated permanent failures (see `newsletter suppressed`)")
     record = store.digest_for(subscriber.email, day) if cache.has_digest(subscriber.email, day) else None
@@ -195,7 +199,10 @@ def plan_digest(
 
 def compose(plan: Plan, settings: Settings, now: datetime) -> tuple[RenderedDigest, EmailMessage]:
     subscriber = plan.subscriber
-    personal_url = _unsubscribe_url(settings, subscriber.email)
+    links = digest_links(
+        settings.link_settings, subscriber.email, plan.day, [pick.paper.paper_id for pick in plan.picks]
+    )
+    personal_url = links.unsubscribe_url
     link = personal_url or unsubscribe_mailto(settings.from_address, subscriber.email)
     rendered = render_digest(
         recipient=Recipient(subscriber.email, subscriber.name, subscriber.keywords),
@@ -203,6 +210,7 @@ def compose(plan: Plan, settings: Settings, now: datetime) -> tuple[RenderedDige
         picks=list(plan.picks),
         unsubscribe_link=link,
         keywords_link=keywords_mailto(settings.from_address),
+        links=links,
     )
     message = compose_message(
         digest=rendered,
@@ -216,13 +224,6 @@ def compose(plan: Plan, settings: Settings, now: datetime) -> tuple[RenderedDige
         dkim=settings.dkim_key,
     )
     return rendered, message
-
-
-def _unsubscribe_url(settings: Settings, address: str) -> str | None:
-    """The subscriber's own https unsubscribe link, when the operator runs an endpoint."""
-    if settings.unsubscribe_url is None or settings.unsubscribe_secret is None:
-        return None
-    return unsubscribe_url(settings.unsubscribe_url, settings.unsubscribe_secret.get_secret_value(), address)
 
 
 # outcomes -------------------------------------------------------------------------------
@@ -256,9 +257,11 @@ def preview(
     outcomes = []
     cache = PlanCache(store, semantic_encoder(settings))
     suppressed = store.suppressed_addresses()
+    unsubscribed = store.unsubscribed_addresses()
     for subscriber in subscribers:
         plan = plan_digest(
-            store, subscriber, now=now, domain=settings.sender_domain, cache=cache, suppressed=suppressed
+            store, subscriber, now=now, domain=settings.sender_domain, cache=cache, suppressed=suppressed,
+            unsubscribed=unsubscribed,
         )
         if not plan.sendable:
             outcomes.append(skipped(plan))

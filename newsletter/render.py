@@ -20,6 +20,7 @@ from jinja2 import Environment, StrictUndefined, Template
 from mjml import mjml2html
 
 from newsletter.highlight import Segment, highlight
+from newsletter.links import DigestLinks
 from newsletter.models import Ranked
 
 # A wheel carries templates/ inside the package (pyproject maps it to newsletter/templates);
@@ -150,6 +151,14 @@ def _item(position: int, pick: Ranked) -> dict[str, object]:
     }
 
 
+def _feedback(links: DigestLinks | None, pick: Ranked) -> dict[str, str]:
+    paper_id = pick.paper.paper_id
+    return {
+        "more_link": links.more.get(paper_id, "") if links else "",
+        "less_link": links.less.get(paper_id, "") if links else "",
+    }
+
+
 def _template_source(name: str) -> str:
     for directory in TEMPLATE_DIRS:
         if (directory / name).is_file():
@@ -177,11 +186,13 @@ def render_digest(
     picks: list[Ranked],
     unsubscribe_link: str,
     keywords_link: str = "",
+    links: DigestLinks | None = None,
 ) -> RenderedDigest:
     """Render one digest. `picks` are in rank order; an empty list renders a short note.
 
     `unsubscribe_link` and `keywords_link` (where to ask for other keywords; empty: "reply")
-    are the operator's URLs, not dump text.
+    are the operator's URLs, not dump text. `links` (from `newsletter.links.digest_links`) adds
+    the view-in-browser link and each paper's "more/less like this" links.
     """
     keywords = tuple(keyword for keyword in map(one_line, recipient.keywords) if keyword)
     subject = subject_line(picks, keywords)
@@ -200,11 +211,14 @@ def render_digest(
             if count
             else " is today's note: no new paper matched your keywords, so there is nothing to read."
         ),
-        "items": [_item(position, pick) for position, pick in enumerate(picks, start=1)],
+        "items": [
+            {**_item(position, pick), **_feedback(links, pick)} for position, pick in enumerate(picks, start=1)
+        ],
         "email": recipient.email,
         "keywords": ", ".join(keywords),
         "unsubscribe_link": unsubscribe_link,
         "keywords_link": keywords_link,
+        "view_link": links.view if links else "",
     }
     return RenderedDigest(
         subject=subject,

@@ -148,6 +148,7 @@ async def _send_all(
     results: list[tuple[int, Outcome]] = []
     cache = PlanCache(store, semantic_encoder(settings))
     suppressed = store.suppressed_addresses()
+    unsubscribed = store.unsubscribed_addresses()
 
     def not_attempted(position: int, email: str) -> None:
         results.append((position, Outcome(email, "skipped", detail=f"not attempted: {budget.stopped}")))
@@ -161,7 +162,7 @@ async def _send_all(
                 try:
                     plan = plan_digest(
                         store, subscriber, now=now, domain=settings.sender_domain,
-                        cache=cache, suppressed=suppressed,
+                        cache=cache, suppressed=suppressed, unsubscribed=unsubscribed,
                     )
                     if not plan.sendable:
                         results.append((position, skipped(plan)))
