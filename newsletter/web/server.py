@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import socket
 import threading
 import time
@@ -170,10 +171,16 @@ def serve(settings: Settings, *, host: str, port: int) -> None:
     """Serve in the foreground until SIGINT/SIGTERM (`newsletter serve`)."""
     sock = listen(host, port)
     store = Store(settings.database_url)
+    # uvicorn shuts down gracefully on SIGINT/SIGTERM, then raises the signal again against the
+    # handlers it found; these do nothing, so the command ends with exit code 0, like `run`.
+    stopping = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         make_server(web_context(settings, store), host=host, port=port).run(sockets=[sock])
     finally:
+        for sig, handler in stopping.items():
+            signal.signal(sig, handler)
         store.close()
+    log.info("the web service stopped")
 
 
 class ServerThread:
