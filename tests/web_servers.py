@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.client
 import shutil
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -69,9 +70,13 @@ class Web:
         return f"http://{LOOPBACK}:{self.port}"
 
     def send(self, now: datetime | None = None) -> sending.SendReport:
-        return sending.send_digests(
-            self.store, self.subscribers, self.settings, make_transport(self.settings), now=now or self.clock.now
-        )
+        """A send run, in a thread of its own: it uses asyncio.run, and Playwright's sync API
+        keeps an event loop running in the test's thread."""
+        with ThreadPoolExecutor(max_workers=1) as worker:
+            return worker.submit(
+                sending.send_digests, self.store, self.subscribers, self.settings,
+                make_transport(self.settings), now=now or self.clock.now,
+            ).result()
 
     def request(
         self, method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None
