@@ -18,7 +18,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from newsletter.links import Purpose, make_token
+from newsletter import sending
+from newsletter.delivery import make_transport
+from newsletter.links import Purpose, make_token, read_token
 from smtp_servers import SmtpServer
 from web_servers import (
     ADA,
@@ -422,3 +424,13 @@ def test_tokens_stay_out_of_the_log(web: Web, caplog: pytest.LogCaptureFixture) 
     assert "POST /u/… 200" in logged and "GET /d/… 200" in logged
     for link in (links.list_unsubscribe, links.view):
         assert link.rsplit("/", 1)[1] not in logged
+
+
+def test_the_test_copy_carries_the_subscribers_own_links(web: Web) -> None:
+    """`send --to` mails the operator a copy whose links act for the subscriber, so they can be tried."""
+    sending.send_test(web.store, ADA, "ops@example.org", web.settings, make_transport(web.settings), now=NOW)
+    copy = links_in(web.smtp.handler.to("ops@example.org")[0].message)
+    for purpose, link in ((Purpose.UNSUBSCRIBE, copy.list_unsubscribe), (Purpose.VIEW, copy.view), (Purpose.MORE, copy.more[0])):
+        claims = read_token(SECRET_KEY, purpose, link.rsplit("/", 1)[1])
+        assert claims is not None and claims.address == "Ada@example.org"
+    assert request("GET", copy.view).status == 200
