@@ -24,4 +24,6 @@ RUN pip install . \
 USER newsletter
 WORKDIR /data
 VOLUME ["/data/dumps", "/data/state", "/data/outbox"]
+# `newsletter serve --host 0.0.0.0` (or `run` with NEWSLETTER_SERVE=true) answers the digest's links here.
+EXPOSE 8000
 CMD ["newsletter", "run"]

@@ -434,3 +434,64 @@ def run() -> None:
     settings = _settings()
     with _operator_errors():
         run_service(settings)
+
+
+@app.command()
+def serve(
+    host: Annotated[
+        str | None, typer.Option("--host", help="Address to listen on [default: NEWSLETTER_SERVE_HOST or 127.0.0.1].")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option("--port", min=0, max=65535, help="Port [default: NEWSLETTER_SERVE_PORT or 8000].")
+    ] = None,
+) -> None:
+    """Answer the links in the digests: one-click unsubscribe, view in browser, feedback.
+
+    Runs until SIGINT/SIGTERM. Digests link here when NEWSLETTER_PUBLIC_URL is set (behind a TLS
+    reverse proxy); `GET /healthz` answers 200 while the store is reachable.
+    """
+    from newsletter.web.server import serve as serve_web
+
+    settings = _settings()
+    host = host or settings.serve_host
+    port = settings.serve_port if port is None else port
+    if not settings.public_url:
+        console.print(
+            "[yellow]Warning:[/] NEWSLETTER_PUBLIC_URL is not set, so digests do not link here; "
+            "set it (and NEWSLETTER_SECRET_KEY) to the URL where this service is reachable",
+            highlight=False, soft_wrap=True,
+        )
+    console.print(f"Serving on http://{host}:{port} (stop with Ctrl-C)", highlight=False, markup=False)
+    with _operator_errors():
+        serve_web(settings, host=host, port=port)
+
+
+def _address(value: str) -> str:
+    try:
+        return validate_email(value, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        _fail(f"{value!r} is not an email address: {exc}")
+
+
+@app.command()
+def unsubscribe(email: Annotated[str, typer.Argument(help="The address to stop mailing.")]) -> None:
+    """Stop mailing EMAIL, as its unsubscribe link would (wins over `active: true` in the file)."""
+    settings = _settings()
+    address = _address(email)
+    with _operator_errors():
+        changed = Store(settings.database_url).unsubscribe(address, source="cli")
+    state = "is now unsubscribed" if changed else "was already unsubscribed"
+    out.print(f"{address} {state}: no more digests until `newsletter resubscribe {address}`.", highlight=False, markup=False)
+
+
+@app.command()
+def resubscribe(email: Annotated[str, typer.Argument(help="The address to mail again.")]) -> None:
+    """Mail EMAIL again after it unsubscribed (its entry in the subscribers file still decides the rest)."""
+    settings = _settings()
+    address = _address(email)
+    with _operator_errors():
+        changed = Store(settings.database_url).resubscribe(address)
+    if changed:
+        out.print(f"{address} is subscribed again: it gets the next digest.", highlight=False, markup=False)
+    else:
+        out.print(f"{address} had not unsubscribed; nothing changed.", highlight=False, markup=False)

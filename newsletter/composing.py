@@ -8,20 +8,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from newsletter.links import digest_links
 from newsletter.message import Composed, compose_message, keywords_mailto, unsubscribe_mailto
 from newsletter.models import Plan, Sender
 from newsletter.render import Recipient, RenderedDigest, render_digest
-from newsletter.unsubscribe import unsubscribe_url
 
 TEST_PREFIX = "[test] "
-
-
-def personal_unsubscribe_url(sender: Sender, address: str) -> str | None:
-    """The subscriber's own https unsubscribe link, when the operator runs an endpoint."""
-    links = sender.links
-    if links.unsubscribe_url is None or links.secret is None:
-        return None
-    return unsubscribe_url(links.unsubscribe_url, links.secret, address)
 
 
 def compose(
@@ -39,13 +31,15 @@ def compose(
     copy): it still carries the subscriber's own links, so the operator can try them.
     """
     subscriber = plan.subscriber
-    personal_url = personal_unsubscribe_url(sender, subscriber.email)
+    links = digest_links(sender.links, subscriber.email, plan.day, [pick.paper.paper_id for pick in plan.picks])
+    personal_url = links.unsubscribe_url
     rendered = render_digest(
         recipient=Recipient(subscriber.email, subscriber.name, subscriber.keywords),
         day=plan.day,
         picks=list(plan.picks),
         unsubscribe_link=personal_url or unsubscribe_mailto(sender.from_address, subscriber.email),
         keywords_link=keywords_mailto(sender.from_address),
+        links=links,
     )
     if subject_prefix:
         rendered = RenderedDigest(subject_prefix + rendered.subject, rendered.preheader, rendered.html, rendered.text)

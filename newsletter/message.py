@@ -44,6 +44,7 @@ KEYWORDS_SUBJECT = "Change my keywords"
 SAFE_NAME_LENGTH = 40  # a display name this short is never folded
 MAX_LINE = 78  # RFC 5322 2.1.1: header lines SHOULD be no longer
 LONGEST_WORD = 900  # a plain subject with a longer word is encoded (lines MUST stay under 998)
+SHARED_PIECE = 512  # shorter pieces (a position, a link) are encoded each time, not cached
 QP_LINE = 76  # RFC 2045 §6.7: encoded lines are at most 76 characters
 ENCODED_WORD_BYTES = 45  # 60 base64 characters: "=?utf-8?b?" + 60 + "?=" is 72, under 75
 CRLF = b"\r\n"
@@ -259,7 +260,7 @@ def _body_part(text: str, subtype: str, parts: tuple[str, ...] = ()) -> bytes:
         if parts:  # the first and last pieces are the digest's own, the rest are shared
             last = len(parts) - 1
             encoded = _qp_join([
-                (_qp(piece) if number in (0, last) else _qp_shared(piece))
+                (_qp_shared(piece) if 0 < number < last and len(piece) >= SHARED_PIECE else _qp(piece))
                 for number, piece in enumerate(parts) if piece
             ])
         else:

@@ -17,6 +17,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
+    from newsletter.links import LinkSettings
     from newsletter.signing import DkimKey
     from newsletter.subscribers import Subscriber
 
@@ -183,26 +184,14 @@ class Outcome:
 
 
 @dataclass(frozen=True)
-class Links:
-    """How a digest's links are made: the operator's settings, built once at the edge.
-
-    `unsubscribe_url` + `secret`: the operator's own https endpoint (personal tokens);
-    without them the footer and List-Unsubscribe carry a mailto to the sender.
-    """
-
-    unsubscribe_url: str | None = None
-    secret: str | None = field(default=None, repr=False)
-
-
-@dataclass(frozen=True)
 class Sender:
     """Who digests come from and how they are signed and linked: a plain value built from
     the settings at the edge, so no stage below the CLI and the scheduler reads `Settings`."""
 
     from_address: str
     from_name: str
+    links: LinkSettings
     dkim: DkimKey | None = None
-    links: Links = Links()
 
     @property
     def domain(self) -> str:

@@ -26,7 +26,10 @@ from pathlib import Path
 from jinja2 import Environment, StrictUndefined, Template
 from mjml import mjml2html
 
+from markupsafe import escape
+
 from newsletter.highlight import Segment, highlight
+from newsletter.links import DigestLinks
 from newsletter.models import Ranked
 
 # A wheel carries templates/ inside the package (pyproject maps it to newsletter/templates);
@@ -214,37 +217,64 @@ def _text_parts() -> _Parts:
     return _cut(_template_source(TEXT_TEMPLATE), env)
 
 
-POSITION_MARK = "\x00"  # never in rendered text: one_line() drops control characters
+# Slots in a cached card, filled per digest: never in rendered text, as one_line() drops
+# control characters from everything a dump or a subscribers file supplies.
+POSITION, MORE, LESS = "\x01", "\x02", "\x03"
+_SLOT = re.compile("([\x01\x02\x03])")
 _html_cards: dict[tuple[object, ...], tuple[str, ...]] = {}
-_text_cards: dict[tuple[object, ...], str] = {}
+_text_cards: dict[tuple[object, ...], tuple[str, ...]] = {}
 
 
-def _html_card(position: int, pick: Ranked) -> tuple[str, ...]:
-    """One card's HTML as pieces around its position number, rendered once per process for
-    each (paper, matched keywords) and reused at any position."""
-    key = (pick.paper, pick.matched)
+def _slotted(rendered: str) -> tuple[str, ...]:
+    """A card cut at its slots: static text at even places, slot marks at odd ones."""
+    return tuple(_SLOT.split(rendered))
+
+
+def _fill(pieces: tuple[str, ...], values: dict[str, str]) -> list[str]:
+    return [values[piece] if number % 2 else piece for number, piece in enumerate(pieces)]
+
+
+def _card_item(position: int | str, pick: Ranked, with_links: bool) -> dict[str, object]:
+    return _item(position if isinstance(position, int) else 0, pick) | (
+        {"position": position} if isinstance(position, str) else {}
+    ) | {"more_link": MORE if with_links else "", "less_link": LESS if with_links else ""}
+
+
+def _html_card(position: int, pick: Ranked, links: DigestLinks | None) -> list[str]:
+    """One card's HTML as pieces, rendered once per process for each (paper, matched keywords)
+    and reused at any position, with the subscriber's own feedback links filled in."""
+    with_links = bool(links and links.more)
+    key = (pick.paper, pick.matched, with_links)
     pieces = _html_cards.get(key)
     if pieces is None:
-        item = _item(position, pick) | {"position": POSITION_MARK}
-        pieces = tuple(_html_parts().card.render(item=item).split(POSITION_MARK))
+        pieces = _slotted(_html_parts().card.render(item=_card_item(POSITION, pick, with_links)))
         if len(_html_cards) >= CARDS_KEPT:
             _html_cards.clear()
         _html_cards[key] = pieces
-    if len(pieces) != 2:  # the mark did not survive (never expected): render it whole
-        return (_html_parts().card.render(item=_item(position, pick)),)
-    return (pieces[0], str(position), pieces[1])
+    return _fill(pieces, _slot_values(position, pick, links))
 
 
-def _text_card(position: int, pick: Ranked) -> str:
-    """One card's text, once per process for each (paper, matched keywords, position)."""
-    key = (pick.paper, pick.matched, position)
-    card = _text_cards.get(key)
-    if card is None:
-        card = _text_parts().card.render(item=_item(position, pick))
+def _text_card(position: int, pick: Ranked, links: DigestLinks | None) -> list[str]:
+    """One card's text, once per process for each (paper, matched keywords, position): the
+    position changes how the title wraps."""
+    with_links = bool(links and links.more)
+    key = (pick.paper, pick.matched, position, with_links)
+    pieces = _text_cards.get(key)
+    if pieces is None:
+        pieces = _slotted(_text_parts().card.render(item=_card_item(position, pick, with_links)))
         if len(_text_cards) >= CARDS_KEPT:
             _text_cards.clear()
-        _text_cards[key] = card
-    return card
+        _text_cards[key] = pieces
+    return _fill(pieces, _slot_values(position, pick, links, html=False))
+
+
+def _slot_values(position: int, pick: Ranked, links: DigestLinks | None, *, html: bool = True) -> dict[str, str]:
+    paper_id = pick.paper.paper_id
+    more = links.more.get(paper_id, "") if links else ""
+    less = links.less.get(paper_id, "") if links else ""
+    if html:
+        more, less = str(escape(more)), str(escape(less))
+    return {POSITION: str(position), MORE: more, LESS: less}
 
 
 def render_digest(
@@ -254,11 +284,13 @@ def render_digest(
     picks: list[Ranked],
     unsubscribe_link: str,
     keywords_link: str = "",
+    links: DigestLinks | None = None,
 ) -> RenderedDigest:
     """Render one digest. `picks` are in rank order; an empty list renders a short note.
 
     `unsubscribe_link` and `keywords_link` (where to ask for other keywords; empty: "reply")
-    are the operator's URLs, not dump text.
+    are the operator's URLs, not dump text. `links` (from `newsletter.links.digest_links`) adds
+    the view-in-browser link and each paper's "more/less like this" links.
     """
     keywords = tuple(keyword for keyword in map(one_line, recipient.keywords) if keyword)
     subject = subject_line(picks, keywords)
@@ -281,13 +313,14 @@ def render_digest(
         "keywords": ", ".join(keywords),
         "unsubscribe_link": unsubscribe_link,
         "keywords_link": keywords_link,
+        "view_link": links.view if links else "",
     }
     html, text = _html_parts(), _text_parts()
     html_parts = [html.head.render(context)]
     text_parts = [text.head.render(context)]
     for position, pick in enumerate(picks, start=1):
-        html_parts.extend(_html_card(position, pick))
-        text_parts.append(_text_card(position, pick))
+        html_parts.extend(_html_card(position, pick, links))
+        text_parts.extend(_text_card(position, pick, links))
     html_parts.append(html.foot.render(context))
     text_parts.append(text.foot.render(context))
     return RenderedDigest(

@@ -17,7 +17,7 @@ from pathlib import Path
 from newsletter.day import DayOptions, DayReport, run_day
 from newsletter.delivery import Transport, make_transport
 from newsletter.ingest import IngestReport, ingest_dumps
-from newsletter.models import Links, Sender
+from newsletter.models import Sender
 from newsletter.planning import Retry
 from newsletter.semantic import Encoder, encoder_for
 from newsletter.settings import Settings
@@ -30,12 +30,11 @@ Progress = Callable[[str], None]
 
 
 def sender_from(settings: Settings) -> Sender:
-    secret = settings.unsubscribe_secret.get_secret_value() if settings.unsubscribe_secret else None
     return Sender(
         from_address=settings.from_address,
         from_name=settings.from_name,
+        links=settings.link_settings,
         dkim=settings.dkim_key,
-        links=Links(unsubscribe_url=settings.unsubscribe_url, secret=secret),
     )
 
 

@@ -186,11 +186,21 @@ class Service:
                         signal.Signals(signum).name)
             self.scheduler.shutdown(wait=True)
 
+        web = None
+        if getattr(self.settings, "serve", False):
+            from newsletter.web.server import serve_in_thread
+
+            web = serve_in_thread(self.settings, self.store, host=self.settings.serve_host, port=self.settings.serve_port)
+            log.info("serving the digest's links on %s:%d", self.settings.serve_host, self.settings.serve_port)
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
         log.info("newsletter service started: %d send times; Ctrl-C to stop", len(groups))
-        self.scheduler.start()
-        self.runtime.close()
+        try:
+            self.scheduler.start()
+        finally:
+            if web is not None:
+                web.stop()
+            self.runtime.close()
         log.info("newsletter service stopped")
 
 

@@ -7,6 +7,7 @@ that names the variable to change.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 from typing import Literal
@@ -24,12 +25,14 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from newsletter.errors import ConfigError
+from newsletter.links import LinkSettings
 from newsletter.signing import DkimKey, check_dns_name, read_private_key
 
 ENV_PREFIX = "NEWSLETTER_"
 SEND_AT_PATTERN = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 IMPLICIT_TLS_PORT = 465
 MIN_SECRET_LENGTH = 16
+LOOPBACK_NAMES = ("localhost",)
 SECRET_HINT = 'e.g. the output of: python3 -c "import secrets; print(secrets.token_hex(32))"'
 
 
@@ -82,7 +85,15 @@ class Settings(BaseSettings):
     from_address: str = "digest@newsletter.localhost"
     from_name: str = "Research digest"
     unsubscribe_url: str | None = None
-    unsubscribe_secret: SecretStr | None = None
+    unsubscribe_secret: SecretStr | None = None  # the same key as secret_key, by its older name
+
+    # `newsletter serve`: where it is reachable, the key of every link token, and whether
+    # `newsletter run` serves too (on serve_host:serve_port).
+    public_url: str | None = None
+    secret_key: SecretStr | None = None
+    serve: bool = False
+    serve_host: str = "127.0.0.1"
+    serve_port: int = Field(default=8000, ge=1, le=65535)
 
     dkim_key_file: Path | None = None
     dkim_selector: str | None = None
@@ -102,7 +113,7 @@ class Settings(BaseSettings):
 
     @field_validator(
         "smtp_host", "smtp_username", "unsubscribe_url", "unsubscribe_secret",
-        "dkim_key_file", "dkim_selector", "dkim_domain", "rate_limit", mode="before",
+        "public_url", "secret_key", "dkim_key_file", "dkim_selector", "dkim_domain", "rate_limit", mode="before",
     )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
@@ -150,29 +161,88 @@ class Settings(BaseSettings):
             )
         if self.smtp_ca_file is not None and not self.smtp_ca_file.is_file():
             raise ValueError(f"NEWSLETTER_SMTP_CA_FILE {self.smtp_ca_file} does not exist")
+        self._check_link_key()
         self._check_unsubscribe()
+        self._check_public_url()
         self._load_dkim_key()
         return self
 
-    def _check_unsubscribe(self) -> None:
-        if self.unsubscribe_url is not None:
-            parts = urlsplit(self.unsubscribe_url)
-            unsafe = any(char in self.unsubscribe_url for char in ' <>"\'\\\t\r\n')
-            if parts.scheme != "https" or not parts.netloc or parts.fragment or unsafe:
+    def _check_link_key(self) -> None:
+        for name, secret in (("SECRET_KEY", self.secret_key), ("UNSUBSCRIBE_SECRET", self.unsubscribe_secret)):
+            if secret is not None and len(secret.get_secret_value()) < MIN_SECRET_LENGTH:
                 raise ValueError(
-                    "NEWSLETTER_UNSUBSCRIBE_URL must be an https:// URL without spaces, quotes, <> or a #fragment "
-                    "(one-click unsubscribe, RFC 8058, is https only)"
+                    f"NEWSLETTER_{name} must be at least {MIN_SECRET_LENGTH} characters, {SECRET_HINT}"
                 )
-            if self.unsubscribe_secret is None:
-                raise ValueError(
-                    "NEWSLETTER_UNSUBSCRIBE_URL is set but NEWSLETTER_UNSUBSCRIBE_SECRET is not: "
-                    f"links carry a token made with that secret; set it, {SECRET_HINT}"
-                )
-        secret = self.unsubscribe_secret
-        if secret is not None and len(secret.get_secret_value()) < MIN_SECRET_LENGTH:
+        if (
+            self.secret_key is not None
+            and self.unsubscribe_secret is not None
+            and self.secret_key.get_secret_value() != self.unsubscribe_secret.get_secret_value()
+        ):
             raise ValueError(
-                f"NEWSLETTER_UNSUBSCRIBE_SECRET must be at least {MIN_SECRET_LENGTH} characters, {SECRET_HINT}"
+                "NEWSLETTER_SECRET_KEY and NEWSLETTER_UNSUBSCRIBE_SECRET are both set and differ: they "
+                "name the same key (the second is its older name); keep NEWSLETTER_SECRET_KEY only"
             )
+
+    def _check_unsubscribe(self) -> None:
+        if self.unsubscribe_url is None:
+            return
+        parts = urlsplit(self.unsubscribe_url)
+        unsafe = any(char in self.unsubscribe_url for char in ' <>"\'\\\t\r\n')
+        if parts.scheme != "https" or not parts.netloc or parts.fragment or unsafe:
+            raise ValueError(
+                "NEWSLETTER_UNSUBSCRIBE_URL must be an https:// URL without spaces, quotes, <> or a #fragment "
+                "(one-click unsubscribe, RFC 8058, is https only)"
+            )
+        if self.link_key is None:
+            raise ValueError(
+                "NEWSLETTER_UNSUBSCRIBE_URL is set but NEWSLETTER_SECRET_KEY is not: "
+                f"links carry a token made with that key; set it, {SECRET_HINT}"
+            )
+
+    def _check_public_url(self) -> None:
+        if self.public_url is None:
+            return
+        url = self.public_url.strip().rstrip("/")
+        parts = urlsplit(url)
+        unsafe = any(char in url for char in ' <>"\'\\\t\r\n,')
+        if (
+            parts.scheme not in ("https", "http") or not parts.hostname or parts.query or parts.fragment
+            or parts.username is not None or unsafe or not url.isascii()
+        ):
+            raise ValueError(
+                "NEWSLETTER_PUBLIC_URL must be the https:// base URL where `newsletter serve` is "
+                "reachable, e.g. https://news.example.org (no query, #fragment, login, spaces or quotes)"
+            )
+        if parts.scheme == "http" and not _is_loopback(parts.hostname):
+            raise ValueError(
+                f"NEWSLETTER_PUBLIC_URL is http:// for {parts.hostname}: links carry personal tokens, so "
+                "plain http is accepted only for a loopback host (127.0.0.1, ::1, localhost); "
+                "put serve behind a TLS reverse proxy and give its https:// URL"
+            )
+        if self.unsubscribe_url is not None:
+            raise ValueError(
+                "NEWSLETTER_PUBLIC_URL and NEWSLETTER_UNSUBSCRIBE_URL are both set: with a public URL "
+                "`newsletter serve` answers the unsubscribe links; unset NEWSLETTER_UNSUBSCRIBE_URL"
+            )
+        if self.link_key is None:
+            raise ValueError(
+                "NEWSLETTER_PUBLIC_URL is set but NEWSLETTER_SECRET_KEY is not: every link carries a "
+                f"token made with that key; set it, {SECRET_HINT}"
+            )
+        self.public_url = url
+
+    @property
+    def link_key(self) -> str | None:
+        """The key of link tokens: NEWSLETTER_SECRET_KEY, or its older name."""
+        secret = self.secret_key or self.unsubscribe_secret
+        return secret.get_secret_value() if secret is not None else None
+
+    @property
+    def link_settings(self) -> LinkSettings:
+        """Where the digest's links point (see `newsletter.links`)."""
+        return LinkSettings(
+            public_url=self.public_url, key=self.link_key or "", external_unsubscribe_url=self.unsubscribe_url
+        )
 
     def _load_dkim_key(self) -> None:
         if self.dkim_key_file is None:
@@ -207,6 +277,15 @@ class Settings(BaseSettings):
     @property
     def uses_smtp(self) -> bool:
         return self.smtp_host is not None
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -75,3 +75,52 @@ def test_a_ca_file_never_comes_with_verification_off(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("NEWSLETTER_SMTP_VALIDATE_CERTS", "false")
     with pytest.raises(ConfigError, match="choose one"):
         load_settings()
+
+
+# newsletter serve: public URL, link key, serve --------------------------------------------------
+LINK_KEY = "serve-settings-secret-0123456789"
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"public_url": "http://news.example.org", "secret_key": LINK_KEY},
+         "NEWSLETTER_PUBLIC_URL is http:// for news.example.org: links carry personal tokens"),
+        ({"public_url": "ftp://news.example.org", "secret_key": LINK_KEY}, "NEWSLETTER_PUBLIC_URL must be the https://"),
+        ({"public_url": "https://news.example.org/?x=1", "secret_key": LINK_KEY}, "NEWSLETTER_PUBLIC_URL must be the https://"),
+        ({"public_url": "https://user@news.example.org", "secret_key": LINK_KEY}, "NEWSLETTER_PUBLIC_URL must be the https://"),
+        ({"public_url": "https://news.example.org/a b", "secret_key": LINK_KEY}, "NEWSLETTER_PUBLIC_URL must be the https://"),
+        ({"public_url": "https://news.example.org"}, "NEWSLETTER_PUBLIC_URL is set but NEWSLETTER_SECRET_KEY is not"),
+        ({"public_url": "https://news.example.org", "secret_key": "short"},
+         "NEWSLETTER_SECRET_KEY must be at least 16 characters"),
+        ({"public_url": "https://news.example.org", "secret_key": LINK_KEY,
+          "unsubscribe_url": "https://example.org/unsubscribe"},
+         "NEWSLETTER_PUBLIC_URL and NEWSLETTER_UNSUBSCRIBE_URL are both set"),
+        ({"secret_key": LINK_KEY, "unsubscribe_secret": LINK_KEY + "x"},
+         "NEWSLETTER_SECRET_KEY and NEWSLETTER_UNSUBSCRIBE_SECRET are both set and differ"),
+    ],
+)
+def test_serve_settings_are_checked(values: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(**values)
+    assert message in str(caught.value)
+    assert LINK_KEY not in str(caught.value)
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8000", "http://localhost:8000/", "http://[::1]:8080", "http://127.1.2.3"])
+def test_plain_http_is_accepted_for_loopback_hosts(url: str) -> None:
+    settings = load_settings(public_url=url, secret_key=LINK_KEY)
+    assert settings.public_url == url.rstrip("/")
+    assert settings.link_settings.serving
+
+
+def test_the_older_secret_name_is_the_same_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NEWSLETTER_PUBLIC_URL", "https://news.example.org/digest/")
+    monkeypatch.setenv("NEWSLETTER_UNSUBSCRIBE_SECRET", LINK_KEY)
+    monkeypatch.setenv("NEWSLETTER_SERVE", "true")
+    settings = load_settings()
+    assert settings.public_url == "https://news.example.org/digest"
+    assert settings.link_key == LINK_KEY and settings.serve is True
+    assert (settings.serve_host, settings.serve_port) == ("127.0.0.1", 8000)
+    assert LINK_KEY not in repr(settings) and LINK_KEY not in repr(settings.link_settings)
+    assert load_settings(secret_key=LINK_KEY, unsubscribe_secret=LINK_KEY).link_key == LINK_KEY

@@ -211,7 +211,7 @@ def test_one_click_unsubscribe_reaches_the_reader(smtp: SmtpServer, tmp_path: Pa
 @pytest.mark.parametrize(
     ("values", "message"),
     [
-        ({"unsubscribe_url": BASE_URL}, "NEWSLETTER_UNSUBSCRIBE_URL is set but NEWSLETTER_UNSUBSCRIBE_SECRET is not"),
+        ({"unsubscribe_url": BASE_URL}, "NEWSLETTER_UNSUBSCRIBE_URL is set but NEWSLETTER_SECRET_KEY is not"),
         ({"unsubscribe_url": "http://news.example/u", "unsubscribe_secret": SECRET}, "must be an https:// URL"),
         ({"unsubscribe_url": "https://news.example/u x", "unsubscribe_secret": SECRET}, "must be an https:// URL"),
         ({"unsubscribe_url": BASE_URL, "unsubscribe_secret": "short"}, "must be at least 16 characters"),

@@ -2,11 +2,13 @@
 
 One `Store` object over one database, assembled from parts that each own a job:
 `schema` (every table), `base` (opening the database, transactions), `papers` (dumps, papers,
-embeddings), `ledger` (the delivery ledger), `suppressions` (addresses no longer mailed).
+embeddings), `ledger` (the delivery ledger), `suppressions` (addresses no longer mailed),
+`choices` (what subscribers chose: unsubscribes, votes).
 """
 
 from __future__ import annotations
 
+from newsletter.store.choices import ChoicesStore, Vote
 from newsletter.store.ledger import DayLedgerStore, DaySnapshot, DeliveryEvent, DigestRecord, LedgerRow
 from newsletter.store.papers import PaperStore
 from newsletter.store.schema import EMBEDDING_DTYPE, metadata
@@ -14,9 +16,10 @@ from newsletter.store.state import StateStore
 from newsletter.store.suppressions import Suppression, SuppressionStore
 
 __all__ = [
-    "EMBEDDING_DTYPE", "DaySnapshot", "DeliveryEvent", "DigestRecord", "LedgerRow", "Store", "Suppression", "metadata",
+    "EMBEDDING_DTYPE", "DaySnapshot", "DeliveryEvent", "DigestRecord", "LedgerRow", "Store", "Suppression",
+    "Vote", "metadata",
 ]
 
 
-class Store(PaperStore, DayLedgerStore, SuppressionStore, StateStore):
-    """Papers, dumps, the delivery ledger and suppressions in one database."""
+class Store(PaperStore, DayLedgerStore, SuppressionStore, StateStore, ChoicesStore):
+    """Papers, dumps, the delivery ledger, suppressions and subscribers' choices in one database."""

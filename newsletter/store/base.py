@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Connection, CursorResult, Engine
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
@@ -39,6 +39,15 @@ class StoreBase:
     def _tx(self) -> Iterator[Connection]:
         with self.engine.begin() as connection:
             yield connection
+
+    def reachable(self) -> bool:
+        """Whether the database answers a query on its schema (for `GET /healthz`)."""
+        try:
+            with self.engine.connect() as connection:
+                connection.execute(text("SELECT count(*) FROM digests WHERE 0"))
+        except SQLAlchemyError:
+            return False
+        return True
 
     def close(self) -> None:
         self.engine.dispose()
