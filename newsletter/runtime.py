@@ -52,9 +52,9 @@ def day_options(settings: Settings, *, by_hand: bool = True) -> DayOptions:
     workers = settings.workers if settings.workers is not None else max(1, (os.cpu_count() or 1) - 1)
     return DayOptions(
         retry=Retry(
-            min_seconds=getattr(settings, "retry_min_seconds", 300),
-            max_seconds=getattr(settings, "retry_max_seconds", 3600),
-            lifetime_hours=getattr(settings, "retry_lifetime_hours", 12),
+            min_seconds=settings.retry_min_seconds,
+            max_seconds=settings.retry_max_seconds,
+            lifetime_hours=settings.retry_lifetime_hours,
         ),
         max_error_rate=settings.max_error_rate,
         suppress_after=settings.suppress_after,

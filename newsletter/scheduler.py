@@ -165,7 +165,7 @@ class Service:
     def start(self) -> None:
         groups = self.reconcile(self._subscribers())
         now = datetime.now(UTC)
-        window = getattr(self.settings, "catch_up_hours", 6)
+        window = self.settings.catch_up_hours
         for group in groups:
             last = self.store.get_state(f"slot {group[0]} {group[1]}")
             last_run = datetime.fromisoformat(last) if last else None
@@ -176,7 +176,7 @@ class Service:
             self.ingest, IntervalTrigger(seconds=self.settings.poll_seconds),
             id=INGEST_JOB, name=INGEST_JOB, next_run_time=datetime.now(UTC),
         )
-        retry_every = max(1, min(self.settings.poll_seconds, int(getattr(self.settings, "retry_min_seconds", 300))))
+        retry_every = max(1, min(self.settings.poll_seconds, int(self.settings.retry_min_seconds)))
         self.scheduler.add_job(
             self.retry_round, IntervalTrigger(seconds=retry_every), id=RETRY_JOB, name=RETRY_JOB,
         )

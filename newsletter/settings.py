@@ -104,6 +104,13 @@ class Settings(BaseSettings):
     timezone: str = "UTC"
     max_papers: int = Field(default=10, ge=1, le=100)
     poll_seconds: int = Field(default=60, ge=1)
+    # Deferred delivery, like a mail queue: the next try after RETRY_MIN_SECONDS, doubling up
+    # to RETRY_MAX_SECONDS, until RETRY_LIFETIME_HOURS after the digest was first planned.
+    retry_min_seconds: float = Field(default=300, gt=0)
+    retry_max_seconds: float = Field(default=3600, gt=0)
+    retry_lifetime_hours: float = Field(default=12, gt=0)
+    # A send slot missed while the service was down is caught up at start within this window.
+    catch_up_hours: float = Field(default=6, ge=0)
     # Processes that plan and compose digests beside the sending one (big lists only);
     # unset: one per core.
     workers: int | None = Field(default=None, ge=0, le=64)
@@ -162,6 +169,11 @@ class Settings(BaseSettings):
         if self.smtp_ca_file is not None and not self.smtp_ca_file.is_file():
             raise ValueError(f"NEWSLETTER_SMTP_CA_FILE {self.smtp_ca_file} does not exist")
         self._check_link_key()
+        if self.retry_min_seconds > self.retry_max_seconds:
+            raise ValueError(
+                "NEWSLETTER_RETRY_MIN_SECONDS is more than NEWSLETTER_RETRY_MAX_SECONDS; the backoff "
+                "starts at the first and stops growing at the second"
+            )
         self._check_unsubscribe()
         self._check_public_url()
         self._load_dkim_key()

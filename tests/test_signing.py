@@ -124,6 +124,34 @@ def test_the_bytes_that_arrive_carry_a_valid_signature(
     assert not dkim.verify(received.raw, dnsfunc=dns_for(rsa.generate_private_key(65537, 2048), f"{SELECTOR}._domainkey.news.example"))
 
 
+def test_the_test_copy_is_signed_as_sent_and_carries_the_subscribers_links(
+    smtp: SmtpServer, tmp_path: Path, key_file: Path, rsa_key: rsa.RSAPrivateKey
+) -> None:
+    settings = smtp_settings(
+        smtp, dkim_key_file=key_file, dkim_selector=SELECTOR,
+        unsubscribe_url=BASE_URL, unsubscribe_secret=SECRET,
+    )
+    store = Store(f"sqlite:///{tmp_path}/n.db")
+    try:
+        ingest_dumps(store, EXAMPLE_DUMPS)
+        path = tmp_path / "subscribers.yaml"
+        path.write_text(SUBSCRIBERS, encoding="utf-8")
+        [reader] = load_subscribers(path, max_papers=5, send_at="07:00", timezone="UTC").subscribers
+        sending.send_test(store, reader, "operator@example.net", settings, make_transport(settings), now=NOW)
+        assert store.ledger() == []
+    finally:
+        store.close()
+
+    [received] = smtp.handler.received
+    assert received.rcpt_tos == ("operator@example.net",)
+    message = received.message
+    assert str(message["To"]) == "operator@example.net" and str(message["Subject"]).startswith("[test] ")
+    # Signed over what was actually sent (To, Subject and Message-ID of the copy).
+    assert dkim.verify(received.raw, dnsfunc=dns_for(rsa_key, f"{SELECTOR}._domainkey.news.example"))
+    # The subscriber's own unsubscribe link, so the operator can try it.
+    assert f"address={reader.email.lower()}" in str(message["List-Unsubscribe"]).replace("%40", "@")
+
+
 def test_a_pkcs8_key_and_another_domain_sign_too(smtp: SmtpServer, tmp_path: Path, rsa_key: rsa.RSAPrivateKey) -> None:
     pkcs8 = tmp_path / "pkcs8.pem"  # what `openssl genpkey` writes
     pkcs8.write_bytes(rsa_key.private_bytes(
