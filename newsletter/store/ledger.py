@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.engine import Connection
 
 from newsletter.models import DeliveryState, Paper
@@ -112,6 +112,23 @@ class LedgerStore(StoreBase):
             )
         return len(stale)
 
+    @staticmethod
+    def _release_unsent_many(db: Connection, subscribers: Sequence[str], before: date) -> None:
+        """`_release_unsent` for many subscribers in a few statements."""
+        for start in range(0, len(subscribers), 500):
+            stale = db.execute(
+                select(digests.c.id).where(
+                    digests.c.subscriber.in_(list(subscribers[start : start + 500])),
+                    digests.c.digest_day < before,
+                    digests.c.status.in_(("failed", "planned")),  # not yet abandoned
+                )
+            ).scalars().all()
+            if stale:
+                db.execute(digest_papers.delete().where(digest_papers.c.digest_id.in_(stale)))
+                db.execute(
+                    update(digests).where(digests.c.id.in_(stale)).values(status="abandoned", updated_at=_now())
+                )
+
     def mark(
         self, digest_id: int, status: str, *, error_code: int | None = None, error: str | None = None
     ) -> None:
@@ -208,6 +225,33 @@ _HELD_IN_WINDOW = text(
       AND NOT (d.status IN ('failed', 'planned', 'abandoned') AND d.digest_day < :day)
     """
 )
+_MARK_SENDING = digests.update().where(digests.c.id == bindparam("id")).values(
+    status=DeliveryState.SENDING.value, attempts=digests.c.attempts + 1, updated_at=bindparam("now")
+)
+_MARK_SENT = digests.update().where(digests.c.id == bindparam("id")).values(
+    status=DeliveryState.SENT.value, sent_at=bindparam("now"), updated_at=bindparam("now"),
+    error_code=None, error=None, next_attempt_at=None,
+)
+_MARK_OTHER = digests.update().where(digests.c.id == bindparam("id")).values(
+    status=bindparam("status"), updated_at=bindparam("now"), error_code=bindparam("code"),
+    error=bindparam("error"), next_attempt_at=bindparam("next"),
+)
+_CLEAR_BOUNCES = suppressions.delete().where(
+    suppressions.c.address == bindparam("address"), suppressions.c.suppressed_at.is_(None)
+)
+
+
+def _runs(events: Sequence[DeliveryEvent]) -> list[tuple[DeliveryState, list[DeliveryEvent]]]:
+    """Consecutive events of the same state, in order (so a row's changes keep their order)."""
+    runs: list[tuple[DeliveryState, list[DeliveryEvent]]] = []
+    for event in events:
+        if runs and runs[-1][0] is event.state:
+            runs[-1][1].append(event)
+        else:
+            runs.append((event.state, [event]))
+    return runs
+
+
 _LAST_SENT = text("SELECT subscriber, max(created_at) FROM digests WHERE status = 'sent' GROUP BY subscriber")
 
 
@@ -266,8 +310,11 @@ class DayLedgerStore(LedgerStore):
             return []
         now = _now()
         with self._tx() as db:
+            by_day: dict[date, list[str]] = {}
             for subscriber, day, _, _ in planned:
-                self._release_unsent(db, subscriber, day)
+                by_day.setdefault(day, []).append(subscriber)
+            for day, subscribers in by_day.items():
+                self._release_unsent_many(db, subscribers, day)
             result = db.execute(
                 digests.insert().returning(digests.c.id, sort_by_parameter_order=True),
                 [
@@ -292,29 +339,31 @@ class DayLedgerStore(LedgerStore):
     def record_deliveries(self, events: Sequence[DeliveryEvent]) -> list[str]:
         """Apply a batch of delivery events in one transaction (the ledger's group commit).
 
-        Returns the addresses that became suppressed in this batch.
+        Runs of the same kind are written with one prepared statement each (`executemany`):
+        the batch of a busy run is a few hundred `sending`/`sent` rows. Returns the addresses
+        that became suppressed in this batch.
         """
         now = _now()
         newly_suppressed: list[str] = []
         with self._tx() as db:
-            for event in events:
-                values: dict[str, object] = {"status": event.state.value, "updated_at": now}
-                if event.state is DeliveryState.SENDING:
-                    values["attempts"] = digests.c.attempts + 1
-                elif event.state is DeliveryState.SENT:
-                    values.update(sent_at=now, error_code=None, error=None, next_attempt_at=None)
+            for state, run in _runs(events):
+                if state is DeliveryState.SENDING:
+                    db.execute(_MARK_SENDING, [{"id": e.digest_id, "now": now} for e in run])
+                elif state is DeliveryState.SENT:
+                    db.execute(_MARK_SENT, [{"id": e.digest_id, "now": now} for e in run])
+                    cleared = [{"address": e.address.casefold()} for e in run if e.clear_bounces]
+                    if cleared:
+                        db.execute(_CLEAR_BOUNCES, cleared)
                 else:
-                    values.update(error_code=event.code, error=event.error, next_attempt_at=event.next_attempt_at)
-                db.execute(update(digests).where(digests.c.id == event.digest_id).values(**values))
-                if event.state is DeliveryState.SENT and event.clear_bounces:
-                    db.execute(
-                        suppressions.delete().where(
-                            suppressions.c.address == event.address.casefold(), suppressions.c.suppressed_at.is_(None)
-                        )
-                    )
-                if event.state is DeliveryState.FAILED and event.bounce and event.suppress_after:
-                    if count_bounce(db, event.address, event.code, event.error or "", event.suppress_after):
-                        newly_suppressed.append(event.address)
+                    db.execute(_MARK_OTHER, [
+                        {"id": e.digest_id, "now": now, "status": e.state.value, "code": e.code,
+                         "error": e.error, "next": e.next_attempt_at}
+                        for e in run
+                    ])
+                    for event in run:
+                        if event.state is DeliveryState.FAILED and event.bounce and event.suppress_after:
+                            if count_bounce(db, event.address, event.code, event.error or "", event.suppress_after):
+                                newly_suppressed.append(event.address)
         return newly_suppressed
 
     def deferred_waiting(self, now: datetime) -> tuple[int, datetime | None]:
