@@ -19,7 +19,7 @@ from typing import Protocol
 
 from newsletter.errors import DumpError
 from newsletter.models import ParsedDump
-from newsletter.sources import hf_json, hf_markdown, hf_text
+from newsletter.sources import arxiv_feed, hf_html, hf_json, hf_markdown, hf_text
 from newsletter.sources.dates import fallback_date_for, listing_year_hint, resolve_yearless
 
 __all__ = [
@@ -43,7 +43,9 @@ class DumpParser(Protocol):
     def parse(self, text: str, *, fallback_date: date) -> ParsedDump: ...
 
 
-PARSERS: tuple[DumpParser, ...] = (hf_json, hf_markdown, hf_text)
+# JSON, feeds and HTML announce themselves in their first characters. A capture with paper
+# links is read by the card finder; the seeds' own text form (no links) by hf_text.
+PARSERS: tuple[DumpParser, ...] = (hf_json, arxiv_feed, hf_html, hf_markdown, hf_text)
 FORMATS: tuple[str, ...] = tuple(parser.FORMAT for parser in PARSERS)
 SHOWN_LINE_CHARS = 80
 BYTE_ORDER_MARK = "\ufeff"
@@ -93,6 +95,7 @@ def _unrecognised_reason(text: str) -> str:
     if len(first) > SHOWN_LINE_CHARS:
         first = first[:SHOWN_LINE_CHARS] + "..."
     return (
-        "not a recognised dump: expected an HF Daily Papers capture (text, Markdown or JSON); "
+        "not a recognised dump: no paper card found (expected an HF papers capture as text, "
+        "Markdown, HTML or JSON, or an arXiv feed); "
         f"first line was {first!r}"
     )

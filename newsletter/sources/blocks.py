@@ -1,0 +1,266 @@
+"""A capture as a sequence of blocks (heading, paragraph, list item), each with its links.
+
+The card finder (`cards.py`) reads blocks, never markup: Markdown goes through markdown-it-py
+(`markdown_blocks`) and HTML through selectolax (`html_blocks`), and both give the same
+`Block` values. A block keeps its lines (a paragraph's soft line breaks outside links), so a
+metadata paragraph (`• 3 authors` / `·` / `Jan 17`) can be read line by line while a wrapped
+abstract stays one text.
+
+Crawlers break Markdown in known ways, mended before parsing (`_mend`): a link whose text runs
+over several lines or paragraphs (`[Upvote\\n\\n117](...)`, a heading whose link text wraps onto
+the next line), and a title continued on a second heading line. Plain-text captures put a
+link's URL on its own line after the text: such a line is attached to the block before it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from markdown_it import MarkdownIt
+from markdown_it.token import Token
+from selectolax.lexbor import LexborHTMLParser, LexborNode
+
+from newsletter.sources.links import is_bare_url
+
+MAX_LINK_LINES = 8  # a link's text spread over more physical lines than this is not one link
+# A backslash before a space or the end of a line is a Markdown line break left in the text
+# (`Engage\  with`, `knowledge flows\\`): it reads as a space.
+STRAY_BACKSLASH = re.compile(r"\\+(?=\s|$)")
+# `[图片：无替代文本]`, `[image]`: an image placeholder some tools write instead of alt text.
+PLACEHOLDER = re.compile(r"\[[^\[\]]*\]")
+ATX_HEADING = re.compile(r" {0,3}(#{1,6})(?:[ \t]+|$)")
+REFERENCE_DEFINITION = re.compile(r"^ {0,3}\[([^\[\]\n]+)\]:", re.MULTILINE)
+REFERENCE_USE = re.compile(r"\]\[([^\[\]\n]+)\]")
+HTML_BLOCK_TAGS = frozenset(
+    {"h1", "h2", "h3", "h4", "h5", "h6", "p", "li", "div", "article", "section", "header",
+     "footer", "main", "aside", "blockquote", "dd", "dt", "td", "th", "figcaption", "ul", "ol",
+     "table", "tr", "nav", "form", "time"}
+)  # fmt: skip
+HTML_SKIPPED = "script, style, noscript, template, svg, head, button"
+_MARKDOWN = MarkdownIt("commonmark")
+
+
+@dataclass(frozen=True)
+class Link:
+    url: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Line:
+    text: str
+    links: tuple[Link, ...] = ()
+
+
+@dataclass(frozen=True)
+class Block:
+    """A heading (`level` 1-6) or another block (`level` 0), at its 1-based first line."""
+
+    line: int
+    level: int
+    lines: tuple[Line, ...]
+
+    @property
+    def text(self) -> str:
+        return " ".join(line.text for line in self.lines if line.text)
+
+    @property
+    def links(self) -> tuple[Link, ...]:
+        return tuple(link for line in self.lines for link in line.links)
+
+
+def clean(text: str) -> str:
+    """Whitespace folded, stray line-break backslashes dropped."""
+    return " ".join(STRAY_BACKSLASH.sub(" ", text).split())
+
+
+# --- Markdown ----------------------------------------------------------------------------
+
+
+def markdown_blocks(text: str) -> list[Block]:
+    """The blocks of a Markdown (or plain-text) capture, line numbers as in `text`."""
+    tokens = _MARKDOWN.parse(_mend(text.split("\n")) + _missing_definitions(text))
+    blocks: list[Block] = []
+    level = 0
+    for token in tokens:
+        if token.type == "heading_open":
+            level = int(token.tag[1])
+        elif token.type == "inline" and token.map is not None:
+            lines = _inline_lines(token.children or [])
+            if lines:
+                blocks.append(Block(token.map[0] + 1, level, tuple(lines)))
+            level = 0
+        elif token.type in ("paragraph_open", "heading_close"):
+            level = 0 if token.type == "heading_close" else level
+    return _attach_bare_urls(blocks)
+
+
+def _missing_definitions(text: str) -> str:
+    """Definitions for reference links whose definition the capture lost (`[Title][3]`).
+
+    They point nowhere (`#missing-reference`), so the text still reads as a link's text rather
+    than as `[Title][3]`. Appended at the end, so line numbers do not move.
+    """
+    defined = {label.casefold() for label in REFERENCE_DEFINITION.findall(text)}
+    used = {label for label in REFERENCE_USE.findall(text) if label.strip()}
+    missing = sorted({label for label in used if label.casefold() not in defined})
+    return "".join(f"\n\n[{label}]: #missing-reference" for label in missing)
+
+
+def _mend(lines: list[str]) -> str:
+    """Rejoin links and headings that a crawler broke over lines; line count is kept."""
+    mended = list(lines)
+    index = 0
+    while index < len(mended):
+        depth = _open_depth(mended[index])
+        if depth > 0:
+            end = _closing_line(mended, index, depth)
+            if end is not None:
+                heading = ATX_HEADING.match(mended[index]) is not None
+                parts = [mended[index].rstrip().rstrip("\\")]
+                for follow in mended[index + 1 : end + 1]:
+                    if heading:
+                        follow = ATX_HEADING.sub("", follow, count=1)
+                    parts.append(follow.strip().rstrip("\\") if follow is not mended[end] else follow.strip())
+                mended[index] = " ".join(part for part in parts if part.strip())
+                for blank in range(index + 1, end + 1):
+                    mended[blank] = ""
+                index = end + 1
+                continue
+        index += 1
+    return "\n".join(mended)
+
+
+def _open_depth(line: str) -> int:
+    """How many `[` this line leaves open (escaped brackets and code spans aside)."""
+    depth = 0
+    for char in _brackets(line):
+        depth = depth + 1 if char == "[" else max(0, depth - 1)
+    return depth
+
+
+def _brackets(line: str) -> str:
+    return "".join(ch for ch in re.sub(r"\\.|`[^`]*`", "", line) if ch in "[]")
+
+
+def _closing_line(lines: list[str], start: int, depth: int) -> int | None:
+    """The line where the open link text closes as a link (`](` or `][`), if near enough."""
+    for index in range(start + 1, min(len(lines), start + MAX_LINK_LINES + 1)):
+        line = re.sub(r"\\.|`[^`]*`", "", lines[index])
+        for position, char in enumerate(line):
+            if char == "[":
+                depth += 1
+            elif char == "]":
+                depth -= 1
+                if depth == 0:
+                    follow = line[position + 1 : position + 2]
+                    return index if follow in ("(", "[") else None
+        if ATX_HEADING.match(lines[index]) and not ATX_HEADING.match(lines[start]):
+            return None
+    return None
+
+
+def _inline_lines(children: list[Token]) -> list[Line]:
+    """An inline token's text split at line breaks outside links, with each line's links."""
+    lines: list[Line] = []
+    parts: list[str] = []
+    links: list[Link] = []
+    open_links: list[tuple[str, int]] = []  # href, index in parts where its text starts
+
+    def flush() -> None:
+        text = clean("".join(parts))
+        if text or links:
+            lines.append(Line(text, tuple(links)))
+        parts.clear()
+        links.clear()
+
+    for child in children:
+        if child.type == "text" or child.type == "code_inline":
+            parts.append(child.content)
+        elif child.type in ("softbreak", "hardbreak"):
+            if open_links:
+                parts.append(" ")
+            else:
+                flush()
+        elif child.type == "link_open":
+            open_links.append((str(child.attrs.get("href", "")), len(parts)))
+            parts.append(" ")
+        elif child.type == "link_close" and open_links:
+            href, start = open_links.pop()
+            text = clean("".join(parts[start:]))
+            if PLACEHOLDER.fullmatch(text):
+                del parts[start:]
+                text = ""
+            links.append(Link(href, text))
+            parts.append(" ")
+    flush()
+    return lines
+
+
+def _attach_bare_urls(blocks: list[Block]) -> list[Block]:
+    """A block (or line) that is only a URL becomes a link of the block before it."""
+    result: list[Block] = []
+    for block in blocks:
+        kept: list[Line] = []
+        for line in block.lines:
+            if line.text and is_bare_url(line.text) and len(line.links) <= 1:
+                url = line.links[0].url if line.links else line.text.strip("<>")
+                target = kept or (list(result[-1].lines) if result else None)
+                if target is not None:
+                    target[-1] = Line(target[-1].text, (*target[-1].links, Link(url, "")))
+                    if not kept:
+                        result[-1] = Block(result[-1].line, result[-1].level, tuple(target))
+                continue
+            kept.append(line)
+        if kept:
+            result.append(Block(block.line, block.level, tuple(kept)))
+    return result
+
+
+# --- HTML --------------------------------------------------------------------------------
+
+
+def html_blocks(html: str) -> list[Block]:
+    """The innermost block elements of an HTML page in document order, with their links.
+
+    A link that wraps a block (HF wraps a card's thumbnail and byline in `<a>`) counts as a
+    link of every block inside it. Line numbers are not kept by the HTML parser; blocks are
+    numbered in document order instead (the error file says so).
+    """
+    tree = LexborHTMLParser(html)
+    for node in tree.css(HTML_SKIPPED):
+        node.decompose()
+    root = tree.body or tree.root
+    if root is None:
+        return []
+    blocks: list[Block] = []
+    for node in root.traverse(include_text=False):
+        if node.tag not in HTML_BLOCK_TAGS or _has_block_child(node):
+            continue
+        text = clean(node.text(deep=True, separator=" "))
+        links = _html_links(node)
+        if text or links:
+            level = int(node.tag[1]) if node.tag in ("h1", "h2", "h3", "h4", "h5", "h6") else 0
+            blocks.append(Block(len(blocks) + 1, level, (Line(text, links),)))
+    return blocks
+
+
+def _has_block_child(node: LexborNode) -> bool:
+    return any(
+        child.tag in HTML_BLOCK_TAGS for child in node.traverse(include_text=False) if child is not node
+    )
+
+
+def _html_links(node: LexborNode) -> tuple[Link, ...]:
+    links = [
+        Link(str(anchor.attributes.get("href") or ""), clean(anchor.text(deep=True, separator=" ")))
+        for anchor in node.css("a[href]")
+    ]
+    parent = node.parent
+    while parent is not None:
+        if parent.tag == "a" and parent.attributes.get("href"):
+            links.append(Link(str(parent.attributes["href"]), clean(node.text(deep=True, separator=" "))))
+            break
+        parent = parent.parent
+    return tuple(links)

@@ -1,0 +1,327 @@
+"""The card finder: paper cards recognised by the structure the listing always has.
+
+Whatever tool made the capture, a paper card on the HF papers pages is a title that links the
+paper (its HF page, its arXiv page, or for some cards only GitHub or a project page), then its
+abstract, then a meta line: an author count or an organisation, a `·`, a date, and an upvote
+count (a number linked to the sign-in page with `next=/papers/<id>`). Cards are found in a list
+of `Block`s (blocks.py), wherever the listing starts, with no grammar per tool:
+
+- a *linked title* is a heading, or a block that is nothing but a link, whose link names an
+  arXiv id (links.py). It opens a card on its own.
+- an *unlinked title* (a heading, or a line linking outside HF, e.g. GitHub) opens a card only
+  when an abstract follows and a meta line comes before the next title.
+
+A card runs from its title to the next heading or to a block that links another paper. Its
+abstract is the first prose block in it; meta lines are read wherever they are. A listing that
+shows every card twice (Trending, structured extractions) gives one paper per arXiv id, else
+per normalised title. Navigation, banners, model and collection cards have no title of this
+kind (or link a model/collection page), so they never become papers.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from datetime import date
+
+from newsletter.models import Paper, normalise_title
+from newsletter.sources.blocks import Block, Line, Link
+from newsletter.sources.dates import DATE_LINE, month_number, read_date_line
+from newsletter.sources.links import (
+    arxiv_id_in,
+    is_comment_link,
+    is_non_paper_card,
+    is_profile_link,
+    is_upvote_link,
+)
+
+MAX_TITLE_CHARS = 300  # the longest arXiv titles are ~250 characters
+MIN_ABSTRACT_WORDS = 6
+MIN_ABSTRACT_CHARS = 40
+AUTHOR_COUNT = re.compile(r"(?<![0-9])(?P<count>[0-9]{1,6})\s+authors?\b", re.ASCII | re.I)
+# `101`, `Upvote 117`, `[-] 1`, `- [x] Upvote 29`, `-` (no votes yet), `1.2k`
+UPVOTES = re.compile(
+    r"(?:[-*]\s*)?(?:\[[ xX-]?\]\s*)?(?:upvote\s*)?(?P<count>[0-9][0-9,]*(?:\.[0-9]+)?k?|-)",
+    re.ASCII | re.I,
+)
+DATE_PREFIX = re.compile(r"^(?:published|submitted)(?:\s+on)?\s+", re.I)
+SUBMITTED_BY = re.compile(r"^submitted\s+by\b", re.I)
+LEADING_PLACEHOLDERS = re.compile(r"^(?:\[[^\[\]]*\]\s*)+")
+SEPARATOR = "·"
+
+
+@dataclass
+class Card:
+    """A card being read: its title block, the blocks after it, and what they said."""
+
+    title: Block
+    title_text: str
+    url: str
+    arxiv_id: str | None
+    body: list[Block]
+
+
+def find_papers(blocks: list[Block], reference: date) -> list[Paper]:
+    """Every paper card in `blocks`, once each, in the order of first appearance."""
+    upvotes_by_id = _upvote_links(blocks)
+    papers: dict[str, Paper] = {}
+    for card in _cards(blocks):
+        paper = _paper(card, reference, upvotes_by_id)
+        if paper is None:
+            continue
+        key = paper.arxiv_id or normalise_title(paper.title)
+        known = papers.get(key)
+        papers[key] = paper if known is None else _merged(known, paper)
+    return list(papers.values())
+
+
+def listing_date(blocks: list[Block], reference: date) -> date | None:
+    """The listing date shown above the cards (a bare `Apr 15`), read before the first card."""
+    first_card = next((card.title.line for card in _cards(blocks)), None)
+    for block in blocks:
+        if first_card is not None and block.line >= first_card:
+            break
+        for line in block.lines:
+            match = DATE_LINE.fullmatch(line.text)
+            if match and not match.group("upvotes") and month_number(match.group("month")):
+                read = read_date_line(line.text, reference)
+                return read[0] if read else None
+    return None
+
+
+# --- finding cards -------------------------------------------------------------------------
+
+
+def _cards(blocks: list[Block]) -> list[Card]:
+    cards: list[Card] = []
+    current: Card | None = None
+    for index, block in enumerate(blocks):
+        opened = _title(block, blocks[index + 1 :])
+        if opened is not None:
+            if current is not None and current.arxiv_id and current.arxiv_id == opened.arxiv_id:
+                # The same paper's thumbnail link, then its heading: the heading is the title.
+                if block.level and not current.title.level:
+                    current.title, current.title_text, current.url = block, opened.title_text, opened.url
+                    continue
+            current = opened
+            cards.append(current)
+            continue
+        if current is None:
+            continue
+        ids = _ids(block)
+        if block.level or (ids and current.arxiv_id not in ids) or _non_paper_title(block):
+            current = None  # another heading, another paper's links: this card has ended
+            continue
+        current.body.append(block)
+    return cards
+
+
+def _title(block: Block, following: list[Block]) -> Card | None:
+    """The card this block opens, if it is a paper's title."""
+    text = block.text
+    if not _title_like(text):
+        return None
+    own = _own_link(block)
+    url = own.url if own else ""
+    if own is not None and is_non_paper_card(url):
+        return None
+    arxiv_id = arxiv_id_in(url) if own else None
+    if arxiv_id is None and own is None and block.level:
+        ids = {found for link in block.links if (found := arxiv_id_in(link.url))}
+        arxiv_id = ids.pop() if len(ids) == 1 else None
+    if arxiv_id is None and own is not None and is_upvote_link(url):
+        return None
+    card = Card(block, _title_text(block, own), url, arxiv_id, [])
+    if arxiv_id is not None:
+        return card
+    if own is None and not block.level:
+        return None  # an unlinked plain line is a title only in the seeds' form (hf_text)
+    if own is not None and (is_profile_link(url) or url.startswith("#")) and not block.level:
+        return None
+    return card if _confirmed(following) else None
+
+
+def _confirmed(following: list[Block]) -> bool:
+    """An abstract comes next, and a meta line before the next heading or linked title."""
+    content = [block for block in following[:12] if block.text and block.text != SEPARATOR]
+    if not content or content[0].level or not _is_prose(content[0].text):
+        return False
+    for block in content[1:]:
+        if block.level or _ids(block):
+            return False
+        if any(_meta_kind(line) for line in block.lines):
+            return True
+    return False
+
+
+def _title_like(text: str) -> bool:
+    if not (0 < len(text) <= MAX_TITLE_CHARS) or not any(ch.isalpha() for ch in text):
+        return False
+    if text.endswith(".") and len(text.split()) > 3:
+        return False  # a sentence: a short abstract or a summary, not a title
+    return _meta_kind(Line(text)) is None and not SUBMITTED_BY.match(text)
+
+
+def _own_link(block: Block) -> Link | None:
+    """The link the whole block stands for: its only link's text is the block's text."""
+    links = [link for link in block.links if not is_comment_link(link.url)]
+    if len(block.lines) != 1:
+        return None
+    if block.level and links:
+        return links[0]
+    for link in links:
+        if link.text == block.text or (not link.text and len(links) == 1):
+            return link
+    return None
+
+
+def _title_text(block: Block, own: Link | None) -> str:
+    if own is not None and own.text and not block.level:
+        return own.text
+    return block.text
+
+
+def _ids(block: Block) -> set[str]:
+    return {found for link in block.links if (found := arxiv_id_in(link.url))}
+
+
+def _non_paper_title(block: Block) -> bool:
+    own = _own_link(block)
+    return own is not None and is_non_paper_card(own.url) and _title_like(block.text)
+
+
+def _is_prose(text: str) -> bool:
+    return len(text) >= MIN_ABSTRACT_CHARS and len(text.split()) >= MIN_ABSTRACT_WORDS
+
+
+# --- reading a card ------------------------------------------------------------------------
+
+
+def _meta_kind(line: Line) -> str | None:
+    text = _without_comment_counts(line)
+    if not text or text == SEPARATOR:
+        return "separator" if text == SEPARATOR else None
+    if AUTHOR_COUNT.search(text) and len(text) < 60:
+        return "authors"
+    if UPVOTES.fullmatch(text) and (text != "-" or any(is_upvote_link(l.url) for l in line.links)):
+        return "upvotes"
+    if any(_date_in(segment) for segment in text.split(SEPARATOR)):
+        return "date"
+    return None
+
+
+def _without_comment_counts(line: Line) -> str:
+    text = line.text
+    for link in line.links:
+        if is_comment_link(link.url) and link.text and text.endswith(link.text):
+            text = text[: -len(link.text)].rstrip()
+    return text.strip()
+
+
+def _date_in(segment: str, reference: date | None = None) -> tuple[date, int | None] | None:
+    text = DATE_PREFIX.sub("", " ".join(segment.split()))
+    match = DATE_LINE.fullmatch(text)
+    if not match or not month_number(match.group("month")):
+        return None
+    return read_date_line(text, reference or date.max) if reference else (date.min, None)
+
+
+def _paper(card: Card, reference: date, upvotes_by_id: dict[str, int | None]) -> Paper | None:
+    abstract = ""
+    author_count: int | None = None
+    organization: str | None = None
+    published: date | None = None
+    upvotes: int | None = None
+    arxiv_id = card.arxiv_id
+    previous: Block | None = None
+    for block in card.body:
+        kinds = [_meta_kind(line) for line in block.lines]
+        if not abstract and not any(kinds) and _is_prose(block.text):
+            abstract = block.text
+        for line, kind in zip(block.lines, kinds):
+            text = _without_comment_counts(line)
+            if kind == "authors":
+                author_count = int(AUTHOR_COUNT.search(text).group("count"))  # type: ignore[union-attr]
+            elif kind == "upvotes":
+                upvotes = _count(UPVOTES.fullmatch(text).group("count"))  # type: ignore[union-attr]
+            elif kind == "date":
+                for segment in text.split(SEPARATOR):
+                    read = _date_in(segment, reference)
+                    if read:
+                        published = read[0]
+                        upvotes = read[1] if read[1] is not None else upvotes
+            organization = organization or _organization(line, block, previous)
+        if arxiv_id is None:
+            ids = _ids(block)
+            arxiv_id = ids.pop() if len(ids) == 1 else None
+        previous = block
+    if arxiv_id is None and not abstract:
+        return None
+    if arxiv_id is not None and upvotes_by_id.get(arxiv_id) is not None:
+        upvotes = upvotes_by_id[arxiv_id] if upvotes is None else upvotes
+    url = card.url if card.url.startswith(("http://", "https://")) else None
+    return Paper(
+        title=card.title_text,
+        abstract=abstract,
+        arxiv_id=arxiv_id,
+        author_count=author_count,
+        organization=organization,
+        published=published,
+        upvotes=upvotes,
+        url=None if arxiv_id else url,
+    )
+
+
+def _organization(line: Line, block: Block, previous: Block | None) -> str | None:
+    """An organisation's profile link on the meta line (`[AI at Meta](.../facebook) · Jan 3`)."""
+    profiles = [link for link in line.links if is_profile_link(link.url)]
+    if len(profiles) != 1 or SUBMITTED_BY.match(line.text):
+        return None
+    if previous is not None and SUBMITTED_BY.match(previous.text):
+        return None
+    if SEPARATOR not in line.text and not _followed_by_separator(block, line):
+        return None
+    name = LEADING_PLACEHOLDERS.sub("", profiles[0].text).strip()
+    return name or None
+
+
+def _followed_by_separator(block: Block, line: Line) -> bool:
+    lines = list(block.lines)
+    position = lines.index(line)
+    return position + 1 < len(lines) and lines[position + 1].text.startswith(SEPARATOR)
+
+
+def _count(text: str) -> int | None:
+    if text == "-":
+        return None
+    text = text.replace(",", "").lower()
+    if text.endswith("k"):
+        return int(float(text[:-1]) * 1000)
+    return int(float(text))
+
+
+def _upvote_links(blocks: list[Block]) -> dict[str, int | None]:
+    """Upvote buttons anywhere (`[101](/login?next=/papers/<id>)`): by arXiv id."""
+    found: dict[str, int | None] = {}
+    for block in blocks:
+        for line in block.lines:
+            match = UPVOTES.fullmatch(line.text)
+            if not match:
+                continue
+            for link in line.links:
+                arxiv_id = arxiv_id_in(link.url)
+                if arxiv_id and is_upvote_link(link.url):
+                    found.setdefault(arxiv_id, _count(match.group("count")))
+    return found
+
+
+def _merged(first: Paper, second: Paper) -> Paper:
+    """The same paper shown twice: the first as shown, gaps filled from the second."""
+    filled = {
+        name: getattr(second, name)
+        for name in ("abstract", "author_count", "organization", "published", "upvotes", "url")
+        if not getattr(first, name) and getattr(second, name)
+    }
+    if len(second.abstract) > len(first.abstract):
+        filled["abstract"] = second.abstract
+    return replace(first, **filled)
