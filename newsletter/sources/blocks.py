@@ -110,7 +110,7 @@ def _missing_definitions(text: str) -> str:
 
 def _mend(lines: list[str]) -> str:
     """Rejoin links and headings that a crawler broke over lines; line count is kept."""
-    mended = list(lines)
+    mended = _joined_headings(lines)
     index = 0
     while index < len(mended):
         depth = _open_depth(mended[index])
@@ -130,6 +130,18 @@ def _mend(lines: list[str]) -> str:
                 continue
         index += 1
     return "\n".join(mended)
+
+
+def _joined_headings(lines: list[str]) -> list[str]:
+    """A heading continued on the next line as a heading of the same level is one heading."""
+    joined = list(lines)
+    for index in range(len(joined) - 1, 0, -1):
+        this, before = ATX_HEADING.match(joined[index]), ATX_HEADING.match(joined[index - 1])
+        if this and before and this.group(1) == before.group(1) and joined[index].strip("# \t"):
+            rest = joined[index][this.end() :].strip()
+            joined[index - 1] = f"{joined[index - 1].rstrip().rstrip(chr(92))} {rest}"
+            joined[index] = ""
+    return joined
 
 
 def _open_depth(line: str) -> int:

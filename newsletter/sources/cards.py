@@ -131,6 +131,8 @@ def _title(block: Block, following: list[Block]) -> Card | None:
         arxiv_id = ids.pop() if len(ids) == 1 else None
     if arxiv_id is None and own is not None and is_upvote_link(url):
         return None
+    if arxiv_id is None and block.level and own is None:
+        arxiv_id = _abstract_link(following)  # `### Title` then `[abstract](/papers/<id>)`
     card = Card(block, _title_text(block, own), url, arxiv_id, [])
     if arxiv_id is not None:
         return card
@@ -139,6 +141,15 @@ def _title(block: Block, following: list[Block]) -> Card | None:
     if own is not None and (is_profile_link(url) or url.startswith("#")) and not block.level:
         return None
     return card if _confirmed(following) else None
+
+
+def _abstract_link(following: list[Block]) -> str | None:
+    """The paper the next block links, when that block is an abstract linking one paper."""
+    content = [block for block in following[:3] if block.text]
+    if not content or content[0].level or not _is_prose(content[0].text):
+        return None
+    ids = _ids(content[0])
+    return ids.pop() if len(ids) == 1 else None
 
 
 def _confirmed(following: list[Block]) -> bool:
@@ -211,7 +222,10 @@ def _meta_kind(line: Line) -> str | None:
 
 
 def _without_comment_counts(line: Line) -> str:
+    """The line's text without the comment counter HF prints after the date (`Apr 9 2`)."""
     text = line.text
+    if line.links and all(is_comment_link(link.url) for link in line.links) and text.isdigit():
+        return ""  # the counter on a line of its own, its URL on the next (plain-text captures)
     for link in line.links:
         if is_comment_link(link.url) and link.text and text.endswith(link.text):
             text = text[: -len(link.text)].rstrip()
@@ -234,11 +248,15 @@ def _paper(card: Card, reference: date, upvotes_by_id: dict[str, int | None]) ->
     upvotes: int | None = None
     arxiv_id = card.arxiv_id
     previous: Block | None = None
-    for block in card.body:
+    for position, block in enumerate(card.body):
+        following = card.body[position + 1] if position + 1 < len(card.body) else None
         kinds = [_meta_kind(line) for line in block.lines]
         if not abstract and not any(kinds) and _is_prose(block.text):
             abstract = block.text
         for line, kind in zip(block.lines, kinds):
+            line_ids = {found for link in line.links if (found := arxiv_id_in(link.url))}
+            if line_ids and (arxiv_id is None or arxiv_id not in line_ids):
+                break  # the next card begins inside this paragraph (captures without blank lines)
             text = _without_comment_counts(line)
             if kind == "authors":
                 author_count = int(AUTHOR_COUNT.search(text).group("count"))  # type: ignore[union-attr]
@@ -250,7 +268,7 @@ def _paper(card: Card, reference: date, upvotes_by_id: dict[str, int | None]) ->
                     if read:
                         published = read[0]
                         upvotes = read[1] if read[1] is not None else upvotes
-            organization = organization or _organization(line, block, previous)
+            organization = organization or _organization(line, block, previous, following)
         if arxiv_id is None:
             ids = _ids(block)
             arxiv_id = ids.pop() if len(ids) == 1 else None
@@ -272,23 +290,25 @@ def _paper(card: Card, reference: date, upvotes_by_id: dict[str, int | None]) ->
     )
 
 
-def _organization(line: Line, block: Block, previous: Block | None) -> str | None:
-    """An organisation's profile link on the meta line (`[AI at Meta](.../facebook) · Jan 3`)."""
+def _organization(
+    line: Line, block: Block, previous: Block | None, following: Block | None
+) -> str | None:
+    """An organisation's profile link on the meta line (`[AI at Meta](.../facebook) · Jan 3`).
+
+    A profile link is the organisation only when a `·` follows it (on its line, the next
+    line, or the next block): the submitter's profile link has none.
+    """
     profiles = [link for link in line.links if is_profile_link(link.url)]
     if len(profiles) != 1 or SUBMITTED_BY.match(line.text):
         return None
     if previous is not None and SUBMITTED_BY.match(previous.text):
         return None
-    if SEPARATOR not in line.text and not _followed_by_separator(block, line):
-        return None
-    name = LEADING_PLACEHOLDERS.sub("", profiles[0].text).strip()
-    return name or None
-
-
-def _followed_by_separator(block: Block, line: Line) -> bool:
     lines = list(block.lines)
-    position = lines.index(line)
-    return position + 1 < len(lines) and lines[position + 1].text.startswith(SEPARATOR)
+    after = lines[lines.index(line) + 1 :] or (list(following.lines) if following else [])
+    if SEPARATOR not in line.text and not (after and after[0].text.startswith(SEPARATOR)):
+        return None
+    name = LEADING_PLACEHOLDERS.sub("", profiles[0].text or line.text).strip(" ·")
+    return name or None
 
 
 def _count(text: str) -> int | None:

@@ -182,7 +182,16 @@ def _read_entries(items: list[Item], reference: date) -> tuple[list[Paper], list
         else:
             reader.paragraph(item, items[position + 1 : position + 2])
     reader.finish()
-    return reader.papers, reader.issues
+    # Short lines after the last paper without an abstract are the page's footer (`Previous`,
+    # `Company`, `TOS` ...) copied with the listing: chrome, not a broken entry.
+    issues = [
+        issue
+        for issue in reader.issues
+        if not reader.papers
+        or issue.line < reader.last_paper_line
+        or not issue.reason.endswith("has no abstract")
+    ]
+    return reader.papers, issues
 
 
 class _EntryReader:
@@ -194,6 +203,7 @@ class _EntryReader:
         self.issues: list[DumpIssue] = []
         self.title: Paragraph | None = None
         self.abstract: Paragraph | None = None
+        self.last_paper_line = 0
 
     def metadata(self, item: Metadata) -> None:
         """A metadata block closes the pending entry, which must have title and abstract."""
@@ -204,6 +214,7 @@ class _EntryReader:
         else:
             try:
                 self.papers.append(_paper(self.title, self.abstract, item, self.reference))
+                self.last_paper_line = item.line
             except EntryError as exc:
                 reason = f"{exc}; entry {self.title.text!r} skipped"
                 self.issues.append(DumpIssue(item.line, reason))
@@ -230,6 +241,7 @@ class _EntryReader:
         if self.title is not None and self.abstract is not None:
             if len(self.abstract.text.split()) >= MIN_ABSTRACT_WORDS:
                 self.papers.append(_paper(self.title, self.abstract, None, self.reference))
+                self.last_paper_line = self.abstract.line
         elif self.title is not None:
             self._missing_abstract()
         self.title = self.abstract = None
