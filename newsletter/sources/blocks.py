@@ -37,6 +37,7 @@ HTML_BLOCK_TAGS = frozenset(
      "footer", "main", "aside", "blockquote", "dd", "dt", "td", "th", "figcaption", "ul", "ol",
      "table", "tr", "nav", "form", "time"}
 )  # fmt: skip
+HEADINGS = frozenset({"h1", "h2", "h3", "h4", "h5", "h6"})
 HTML_SKIPPED = "script, style, noscript, template, svg, head, button"
 _MARKDOWN = MarkdownIt("commonmark")
 
@@ -234,45 +235,59 @@ def _attach_bare_urls(blocks: list[Block]) -> list[Block]:
 
 
 def html_blocks(html: str) -> list[Block]:
-    """The innermost block elements of an HTML page in document order, with their links.
+    """The page's text in document order, one block per run of inline content, with links.
 
-    A link that wraps a block (HF wraps a card's thumbnail and byline in `<a>`) counts as a
-    link of every block inside it. Line numbers are not kept by the HTML parser; blocks are
-    numbered in document order instead (the error file says so).
+    Each block element's inline content (text, `<a>`, `<span>` ... between its block children)
+    is one block, so a byline beside a date still reads as its own line. A link that wraps
+    blocks (HF wraps a card's thumbnail and byline in `<a>`) counts as a link of every block
+    inside it. The HTML parser keeps no line numbers: blocks are numbered in document order.
     """
     tree = LexborHTMLParser(html)
     for node in tree.css(HTML_SKIPPED):
         node.decompose()
     root = tree.body or tree.root
-    if root is None:
-        return []
     blocks: list[Block] = []
-    for node in root.traverse(include_text=False):
-        if node.tag not in HTML_BLOCK_TAGS or _has_block_child(node):
-            continue
-        text = clean(node.text(deep=True, separator=" "))
-        links = _html_links(node)
-        if text or links:
-            level = int(node.tag[1]) if node.tag in ("h1", "h2", "h3", "h4", "h5", "h6") else 0
-            blocks.append(Block(len(blocks) + 1, level, (Line(text, links),)))
+    if root is not None:
+        _walk(root, None, blocks)
     return blocks
 
 
-def _has_block_child(node: LexborNode) -> bool:
+def _walk(node: LexborNode, wrapping: str | None, blocks: list[Block]) -> None:
+    run: list[LexborNode] = []
+    for child in node.iter(include_text=True):
+        if child.tag in HTML_BLOCK_TAGS or (child.tag != "-text" and _has_block(child)):
+            _flush(run, wrapping, blocks)
+            run = []
+            href = child.attributes.get("href") if child.tag == "a" else None
+            _walk(child, str(href) if href else wrapping, blocks)
+        else:
+            run.append(child)
+    _flush(run, wrapping, blocks)
+
+
+def _has_block(node: LexborNode) -> bool:
     return any(
-        child.tag in HTML_BLOCK_TAGS for child in node.traverse(include_text=False) if child is not node
+        child.tag in HTML_BLOCK_TAGS and child.mem_id != node.mem_id
+        for child in node.traverse(include_text=False)
     )
 
 
-def _html_links(node: LexborNode) -> tuple[Link, ...]:
-    links = [
-        Link(str(anchor.attributes.get("href") or ""), clean(anchor.text(deep=True, separator=" ")))
-        for anchor in node.css("a[href]")
-    ]
-    parent = node.parent
-    while parent is not None:
-        if parent.tag == "a" and parent.attributes.get("href"):
-            links.append(Link(str(parent.attributes["href"]), clean(node.text(deep=True, separator=" "))))
-            break
-        parent = parent.parent
-    return tuple(links)
+def _flush(run: list[LexborNode], wrapping: str | None, blocks: list[Block]) -> None:
+    text = clean(" ".join(node.text(deep=True, separator=" ") or "" for node in run))
+    links: list[Link] = []
+    for node in run:
+        if node.tag == "-text":
+            continue
+        anchors = [node] if node.tag == "a" else node.css("a[href]")
+        for anchor in anchors:
+            if anchor.attributes.get("href"):
+                anchor_text = clean(anchor.text(deep=True, separator=" "))
+                links.append(Link(str(anchor.attributes["href"]), anchor_text))
+    if not text and not links:
+        return  # whitespace between elements
+    if wrapping:
+        links.append(Link(wrapping, text))
+    if text or links:
+        parent = run[0].parent if run else None
+        level = int(parent.tag[1]) if parent is not None and parent.tag in HEADINGS else 0
+        blocks.append(Block(len(blocks) + 1, level, (Line(text, tuple(links)),)))
