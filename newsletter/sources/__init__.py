@@ -14,6 +14,7 @@ cannot read as a whole. Malformed entries inside a readable dump are `ParsedDump
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import date
 from typing import Protocol
 
@@ -74,8 +75,13 @@ def detect_format(text: str) -> str | None:
 
 
 def _normalised(text: str) -> str:
-    """One newline convention and no BOM, so line numbers match what an editor shows."""
-    return text.removeprefix(BYTE_ORDER_MARK).replace("\r\n", "\n").replace("\r", "\n")
+    """One newline convention, no BOM (line numbers match an editor's), composed Unicode.
+
+    NFC makes a title saved decomposed (`o` + combining diaeresis, as macOS tools may write
+    it) the same string as the composed one, so the same paper keeps one title.
+    """
+    text = text.removeprefix(BYTE_ORDER_MARK).replace("\r\n", "\n").replace("\r", "\n")
+    return unicodedata.normalize("NFC", text)
 
 
 def _parser_for(text: str) -> DumpParser | None:

@@ -258,16 +258,19 @@ def _paper(card: Card, reference: date, upvotes_by_id: dict[str, int | None]) ->
             if line_ids and (arxiv_id is None or arxiv_id not in line_ids):
                 break  # the next card begins inside this paragraph (captures without blank lines)
             text = _without_comment_counts(line)
-            if kind == "authors":
+            # The first reading of each field wins: the card's own meta line comes before
+            # whatever page text follows the last card.
+            if kind == "authors" and author_count is None:
                 author_count = int(AUTHOR_COUNT.search(text).group("count"))  # type: ignore[union-attr]
-            elif kind == "upvotes":
+            elif kind == "upvotes" and upvotes is None:
                 upvotes = _count(UPVOTES.fullmatch(text).group("count"))  # type: ignore[union-attr]
-            elif kind == "date":
+            elif kind == "date" and published is None:
                 for segment in text.split(SEPARATOR):
                     read = _date_in(segment, reference)
                     if read:
                         published = read[0]
-                        upvotes = read[1] if read[1] is not None else upvotes
+                        upvotes = read[1] if upvotes is None else upvotes
+                        break
             organization = organization or _organization(line, block, previous, following)
         if arxiv_id is None:
             ids = _ids(block)
