@@ -26,7 +26,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from newsletter.ingest import ingest_dumps
+from newsletter.ingest import WATCH_SETTLE_SECONDS, ingest_dumps
 from newsletter import pipeline, sending
 from newsletter.delivery import make_transport
 from newsletter.errors import NewsletterError
@@ -91,7 +91,7 @@ class Service:
 
     def ingest(self) -> None:
         try:
-            report = ingest_dumps(self.store, self.settings.dumps_dir)
+            report = ingest_dumps(self.store, self.settings.dumps_dir, settle_seconds=WATCH_SETTLE_SECONDS)
             if report.ingested or report.rejected:
                 log.info("ingest: %d files, %d new papers, %d set aside",
                          len(report.ingested), report.new_papers, len(report.rejected))
@@ -118,7 +118,7 @@ class Service:
 
     def send_group(self, group: SendGroup) -> None:
         try:
-            ingest_dumps(self.store, self.settings.dumps_dir)
+            ingest_dumps(self.store, self.settings.dumps_dir, settle_seconds=WATCH_SETTLE_SECONDS)
             chosen = send_groups(self._subscribers()).get(group, [])
             report = sending.send_digests(
                 self.store, chosen, self.settings, make_transport(self.settings)
