@@ -35,6 +35,17 @@ EXPECTED: dict[str, tuple[str, list[tuple[str | None, str]]]] = {
         ("2604.10888", "Counting Objects in Cluttered Scenes with Vision-Language Models"),
         (None, "Self-Play Fine-Tuning for Code Review Comments"),  # its definition is missing
     ]),
+    "web_source_fenced.md": ("hf-markdown", [  # reference links whose definitions were cut off
+        (None, "Streaming Speech Recognition with Chunked Attention Sinks"),
+        (None, "Whisper Goes Long: Hour-Scale Transcription Without Chunking"),
+        (None, "Code-Switching Benchmarks for Low-Resource Speech"),
+        (None, "Phoneme-Level Confidence for Speech Recognisers"),  # cut off mid-abstract
+    ]),
+    "papers_with_code_trending.md": ("hf-markdown", [
+        (None, "Orbit: An Agent Harness That Trains Any Agent with Reinforcement Learning"),
+        (None, "MeshFromPhone: 3D Shapes from Casual Phone Captures"),
+        (None, "TinyDoc: A 200M Vision-Language Model for End-to-End Document Conversion"),
+    ]),
     "notebook_export_plain.txt": ("hf-markdown", [
         ("2604.10123", "Draft Trees Beat Draft Chains in Speculative Decoding"),
         ("2302.01318", "Accelerating Large Language Model Decoding with Speculative Sampling"),
@@ -132,6 +143,24 @@ def test_reference_links_with_and_without_definitions() -> None:
     assert (graph.upvotes, graph.author_count, graph.published) == (23, 4, date(2026, 4, 12))
     assert counting.arxiv_id == "2604.10888"  # `arxiv.org/abs/<id>v2`: version dropped
     assert (self_play.url, self_play.author_count) == (None, 6)
+
+
+def test_page_fenced_as_text_with_upvotes_before_each_title() -> None:
+    dump = parse_wild("web_source_fenced.md")
+    assert dump.listing_date == date(2026, 4, 15)
+    sinks, whisper, switching, _ = dump.papers
+    # each upvote box stands before the title it counts; `[ 5][19]` after a date counts comments
+    assert [paper.upvotes for paper in dump.papers] == [None, 41, 2, None]
+    assert (sinks.author_count, sinks.published) == (3, date(2026, 4, 2))
+    assert (whisper.organization, whisper.published) == ("Acme Speech Lab", date(2026, 3, 20))
+    assert (switching.author_count, switching.published) == (12, date(2026, 1, 9))
+
+
+def test_unlinked_headings_with_only_a_github_link() -> None:
+    orbit, mesh, tiny = parse_wild("papers_with_code_trending.md").papers
+    assert (orbit.author_count, orbit.url) == (9, "https://github.com/orbit-rl/orbit")
+    assert mesh.abstract.endswith("rectified-flow shape prior.")  # not the GitHub line
+    assert tiny.url == "https://github.com/tinydoc/tinydoc"
 
 
 def test_plain_text_with_urls_on_their_own_lines() -> None:

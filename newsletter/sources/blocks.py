@@ -23,12 +23,15 @@ from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 from newsletter.sources.links import is_bare_url
 
-MAX_LINK_LINES = 8  # a link's text spread over more physical lines than this is not one link
+MAX_LINK_LINES = 40  # a link's text over more lines than this is not one link (a wrapped abstract fits)
 # A backslash before a space or the end of a line is a Markdown line break left in the text
 # (`Engage\  with`, `knowledge flows\\`): it reads as a space.
 STRAY_BACKSLASH = re.compile(r"\\+(?=\s|$)")
 # `[图片：无替代文本]`, `[image]`: an image placeholder some tools write instead of alt text.
 PLACEHOLDER = re.compile(r"\[[^\[\]]*\]")
+TEXT_FENCES = frozenset({"", "text", "txt", "plain", "markdown", "md"})
+# A heading's title wrapped onto an indented next line, as arXiv titles are (`end-to-end\n  multi`).
+INDENTED_CONTINUATION = re.compile(r"[ \t]{1,4}(?![-*+>#\[!]|[0-9]+[.)])\S.*")
 ATX_HEADING = re.compile(r" {0,3}(#{1,6})(?:[ \t]+|$)")
 REFERENCE_DEFINITION = re.compile(r"^ {0,3}\[([^\[\]\n]+)\]:", re.MULTILINE)
 REFERENCE_USE = re.compile(r"\]\[([^\[\]\n]+)\]")
@@ -81,20 +84,25 @@ def clean(text: str) -> str:
 
 def markdown_blocks(text: str) -> list[Block]:
     """The blocks of a Markdown (or plain-text) capture, line numbers as in `text`."""
+    return _attach_bare_urls(_markdown_blocks(text, 0))
+
+
+def _markdown_blocks(text: str, offset: int) -> list[Block]:
     tokens = _MARKDOWN.parse(_mend(text.split("\n")) + _missing_definitions(text))
     blocks: list[Block] = []
     level = 0
     for token in tokens:
-        if token.type == "heading_open":
+        if token.type == "fence" and token.map is not None and token.info.strip() in TEXT_FENCES:
+            # Some tools wrap the whole page in ```text ... ```: read it as the page it is.
+            blocks.extend(_markdown_blocks(token.content, offset + token.map[0] + 1))
+        elif token.type == "heading_open":
             level = int(token.tag[1])
         elif token.type == "inline" and token.map is not None:
             lines = _inline_lines(token.children or [])
             if lines:
-                blocks.append(Block(token.map[0] + 1, level, tuple(lines)))
+                blocks.append(Block(offset + token.map[0] + 1, level, tuple(lines)))
             level = 0
-        elif token.type in ("paragraph_open", "heading_close"):
-            level = 0 if token.type == "heading_close" else level
-    return _attach_bare_urls(blocks)
+    return blocks
 
 
 def _missing_definitions(text: str) -> str:
@@ -134,9 +142,19 @@ def _mend(lines: list[str]) -> str:
 
 
 def _joined_headings(lines: list[str]) -> list[str]:
-    """A heading continued on the next line as a heading of the same level is one heading."""
+    """A heading continued on the next line is one heading: the next line is a heading of the
+    same level, or an indented line closing the paragraph (an arXiv title's wrap)."""
     joined = list(lines)
     for index in range(len(joined) - 1, 0, -1):
+        closing = index + 1 == len(joined) or not joined[index + 1].strip()
+        if (
+            ATX_HEADING.match(joined[index - 1])
+            and INDENTED_CONTINUATION.fullmatch(joined[index])
+            and closing
+        ):
+            joined[index - 1] = f"{joined[index - 1].rstrip()} {joined[index].strip()}"
+            joined[index] = ""
+            continue
         this, before = ATX_HEADING.match(joined[index]), ATX_HEADING.match(joined[index - 1])
         if this and before and this.group(1) == before.group(1) and joined[index].strip("# \t"):
             rest = joined[index][this.end() :].strip()

@@ -21,6 +21,7 @@ kind (or link a model/collection page), so they never become papers.
 from __future__ import annotations
 
 import re
+from urllib.parse import urlsplit
 from dataclasses import dataclass, replace
 from datetime import date
 
@@ -48,6 +49,10 @@ DATE_PREFIX = re.compile(r"^(?:published|submitted)(?:\s+on)?\s+", re.I)
 SUBMITTED_BY = re.compile(r"^submitted\s+by\b", re.I)
 LEADING_PLACEHOLDERS = re.compile(r"^(?:\[[^\[\]]*\]\s*)+")
 SEPARATOR = "·"
+MISSING_REFERENCE = "#missing-reference"  # blocks.py: a reference link without definition
+# Links a card carries besides its title: code and project pages (`[GitHub 1.2k](...)`).
+CARD_LINK_TEXT = re.compile(r"(?:link:\s*)?(?:github|arxiv page|project page)\b", re.I)
+CODE_HOSTS = ("github.com", "gitlab.com", "arxiv.org")
 
 
 @dataclass
@@ -63,12 +68,8 @@ class Card:
 
 def find_papers(blocks: list[Block], reference: date) -> list[Paper]:
     """Every paper card in `blocks`, once each, in the order of first appearance."""
-    upvotes_by_id = _upvote_links(blocks)
     papers: dict[str, Paper] = {}
-    for card in _cards(blocks):
-        paper = _paper(card, reference, upvotes_by_id)
-        if paper is None:
-            continue
+    for _, paper in _read_cards(blocks, reference):
         key = paper.arxiv_id or normalise_title(paper.title)
         known = papers.get(key)
         papers[key] = paper if known is None else _merged(known, paper)
@@ -77,7 +78,7 @@ def find_papers(blocks: list[Block], reference: date) -> list[Paper]:
 
 def listing_date(blocks: list[Block], reference: date) -> date | None:
     """The listing date shown above the cards (a bare `Apr 15`), read before the first card."""
-    first_card = next((card.title.line for card in _cards(blocks)), None)
+    first_card = next((card.title.line for card, _ in _read_cards(blocks, reference)), None)
     for block in blocks:
         if first_card is not None and block.line >= first_card:
             break
@@ -92,6 +93,13 @@ def listing_date(blocks: list[Block], reference: date) -> date | None:
 # --- finding cards -------------------------------------------------------------------------
 
 
+def _read_cards(blocks: list[Block], reference: date) -> list[tuple[Card, Paper]]:
+    """Each card that is a paper, with the paper it describes (repeats not merged yet)."""
+    upvotes_by_id = _upvote_links(blocks)
+    found = ((card, _paper(card, reference, upvotes_by_id)) for card in _cards(blocks))
+    return [(card, paper) for card, paper in found if paper is not None]
+
+
 def _cards(blocks: list[Block]) -> list[Card]:
     cards: list[Card] = []
     current: Card | None = None
@@ -103,6 +111,9 @@ def _cards(blocks: list[Block]) -> list[Card]:
                 if block.level and not current.title.level:
                     current.title, current.title_text, current.url = block, opened.title_text, opened.url
                     continue
+            if current is not None and current.body:
+                # Daily listings print the upvote box before the title it counts.
+                _hand_over_upvotes(current, opened)
             current = opened
             cards.append(current)
             continue
@@ -134,8 +145,8 @@ def _title(block: Block, following: list[Block]) -> Card | None:
     if arxiv_id is None and block.level and own is None:
         arxiv_id = _abstract_link(following)  # `### Title` then `[abstract](/papers/<id>)`
     card = Card(block, _title_text(block, own), url, arxiv_id, [])
-    if arxiv_id is not None:
-        return card
+    if arxiv_id is not None or (block.level and url == MISSING_REFERENCE):
+        return card  # a heading whose link's definition the capture lost still links a page
     if own is None and not block.level:
         return None  # an unlinked plain line is a title only in the seeds' form (hf_text)
     if own is not None and (is_profile_link(url) or url.startswith("#")) and not block.level:
@@ -155,14 +166,41 @@ def _abstract_link(following: list[Block]) -> str | None:
 def _confirmed(following: list[Block]) -> bool:
     """An abstract comes next, and a meta line before the next heading or linked title."""
     content = [block for block in following[:12] if block.text and block.text != SEPARATOR]
-    if not content or content[0].level or not _is_prose(content[0].text):
+    if not content or content[0].level or not _prose(content[0], [None] * len(content[0].lines)):
         return False
+    if any(_meta_kind(line) or _card_link(line) for line in content[0].lines[1:]):
+        return True
     for block in content[1:]:
         if block.level or _ids(block):
             return False
-        if any(_meta_kind(line) for line in block.lines):
+        if any(_meta_kind(line) or _card_link(line) for line in block.lines):
             return True
     return False
+
+
+def _card_link(line: Line) -> Link | None:
+    """The code or project link of a card (`[GitHub 11.3k](https://github.com/...)`)."""
+    for link in line.links:
+        host = urlsplit(link.url).netloc.lower()
+        if CARD_LINK_TEXT.match(link.text) or (
+            host.endswith(CODE_HOSTS) and not _is_prose(line.text)
+        ):
+            return link
+    return None
+
+
+def _hand_over_upvotes(previous: Card, opened: Card) -> None:
+    """An upvote count right before a title, linking no other paper, is that title's."""
+    last = previous.body[-1]
+    line = last.lines[-1]
+    ids = {found for link in line.links if (found := arxiv_id_in(link.url))}
+    if _meta_kind(line) != "upvotes" or not ids <= ({opened.arxiv_id} - {None}):
+        return
+    if len(last.lines) == 1:
+        previous.body.pop()
+    else:
+        previous.body[-1] = Block(last.line, last.level, last.lines[:-1])
+    opened.body.insert(0, Block(last.line, 0, (line,)))
 
 
 def _title_like(text: str) -> bool:
@@ -227,7 +265,9 @@ def _without_comment_counts(line: Line) -> str:
     if line.links and all(is_comment_link(link.url) for link in line.links) and text.isdigit():
         return ""  # the counter on a line of its own, its URL on the next (plain-text captures)
     for link in line.links:
-        if is_comment_link(link.url) and link.text and text.endswith(link.text):
+        counter = is_comment_link(link.url) or (link.text.isdigit() and text != link.text)
+        if counter and link.text and text.endswith(link.text):
+            # `May 29[6](...#community)`: a number linked after the date counts comments
             text = text[: -len(link.text)].rstrip()
     return text.strip()
 
@@ -251,8 +291,8 @@ def _paper(card: Card, reference: date, upvotes_by_id: dict[str, int | None]) ->
     for position, block in enumerate(card.body):
         following = card.body[position + 1] if position + 1 < len(card.body) else None
         kinds = [_meta_kind(line) for line in block.lines]
-        if not abstract and not any(kinds) and _is_prose(block.text):
-            abstract = block.text
+        if not abstract:
+            abstract = _prose(block, kinds)
         for line, kind in zip(block.lines, kinds):
             line_ids = {found for link in line.links if (found := arxiv_id_in(link.url))}
             if line_ids and (arxiv_id is None or arxiv_id not in line_ids):
@@ -271,7 +311,8 @@ def _paper(card: Card, reference: date, upvotes_by_id: dict[str, int | None]) ->
                         published = read[0]
                         upvotes = read[1] if upvotes is None else upvotes
                         break
-            organization = organization or _organization(line, block, previous, following)
+            if kind in (None, "date"):  # `[Acme](/acme) · Apr 3`, not `[* 3 authors][14]`
+                organization = organization or _organization(line, block, previous, following)
         if arxiv_id is None:
             ids = _ids(block)
             arxiv_id = ids.pop() if len(ids) == 1 else None
@@ -281,6 +322,9 @@ def _paper(card: Card, reference: date, upvotes_by_id: dict[str, int | None]) ->
     if arxiv_id is not None and upvotes_by_id.get(arxiv_id) is not None:
         upvotes = upvotes_by_id[arxiv_id] if upvotes is None else upvotes
     url = card.url if card.url.startswith(("http://", "https://")) else None
+    if url is None and arxiv_id is None:
+        links = [found for block in card.body for line in block.lines if (found := _card_link(line))]
+        url = links[0].url if links and links[0].url.startswith(("http://", "https://")) else None
     return Paper(
         title=card.title_text,
         abstract=abstract,
@@ -293,6 +337,17 @@ def _paper(card: Card, reference: date, upvotes_by_id: dict[str, int | None]) ->
     )
 
 
+def _prose(block: Block, kinds: list[str | None]) -> str:
+    """The block's leading prose lines (an abstract), before any meta line or code link."""
+    lines: list[str] = []
+    for line, kind in zip(block.lines, kinds):
+        if kind is not None or _card_link(line):
+            break
+        lines.append(line.text)
+    text = " ".join(lines)
+    return text if _is_prose(text) else ""
+
+
 def _organization(
     line: Line, block: Block, previous: Block | None, following: Block | None
 ) -> str | None:
@@ -301,7 +356,9 @@ def _organization(
     A profile link is the organisation only when a `·` follows it (on its line, the next
     line, or the next block): the submitter's profile link has none.
     """
-    profiles = [link for link in line.links if is_profile_link(link.url)]
+    profiles = [
+        link for link in line.links if is_profile_link(link.url) or link.url == MISSING_REFERENCE
+    ]
     if len(profiles) != 1 or SUBMITTED_BY.match(line.text):
         return None
     if previous is not None and SUBMITTED_BY.match(previous.text):
