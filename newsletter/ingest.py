@@ -27,6 +27,7 @@ from pathlib import Path
 from newsletter.errors import DumpError
 from newsletter.models import ParsedDump
 from newsletter.sources import fallback_date_for, parse_dump
+from newsletter.sources.dates import capture_date
 from newsletter.store import Store
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,10 @@ def read_dump(path: Path, content: bytes | None = None) -> ParsedDump:
         raise DumpError(
             f"not UTF-8 text (byte {exc.start}); save the capture as UTF-8", path=str(path)
         ) from None
-    fallback = fallback_date_for(path.name, date.fromtimestamp(path.stat().st_mtime))
+    # The listing's year: the file name's date, else the capture date the tool wrote in the
+    # file's header, else the file's modification time.
+    modified = capture_date(text) or date.fromtimestamp(path.stat().st_mtime)
+    fallback = fallback_date_for(path.name, modified)
     try:
         return parse_dump(text, source_name=str(path), fallback_date=fallback)
     except DumpError as exc:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -122,3 +123,13 @@ def test_the_same_paper_in_several_formats_is_one_paper(store: Store, dumps: Pat
     report = ingest_dumps(store, dumps, now=clock(MTIME + 60))
     assert (len(report.ingested), report.rejected) == (6, [])
     assert store.paper_count() == 7
+
+
+def test_the_capture_date_in_a_tools_header_gives_the_listing_year(dumps: Path) -> None:
+    from newsletter.ingest import read_dump
+
+    path = put(dumps, "capture.md", source="firecrawl_front_matter.md")  # `retrieved: 2026-04-15`
+    os.utime(path, (0, 0))  # a copied file: its mtime (1970) says nothing about the listing
+    dump = read_dump(path)
+    assert dump.listing_date == date(2026, 4, 15)
+    assert dump.papers[0].published == date(2026, 4, 13)  # `Apr 13`, no year on the page
