@@ -25,6 +25,7 @@ EXPECTED: dict[str, tuple[str, list[tuple[str | None, str]]]] = {
         ("2604.10211", "Sparse Routers Learn to Share: Expert Reuse in Mixture-of-Experts Pretraining"),
         ("2502.20581", "The Noisy Path from Source to Citation: Measuring How Scholars Engage with Past Research"),
         ("2604.09876", "Calibrated Abstention for Retrieval-Augmented Question Answering"),
+        ("2402.03003", "[Re] Dataset Citations in Medical Imaging Papers, Counted Again"),
     ]),
     "jina_reader.md": ("hf-markdown", [
         ("2604.11002", "Long-Context Retrieval Without Positional Drift"),
