@@ -11,10 +11,11 @@ every card. The text is parsed as Markdown (blocks.py) and the cards found by th
 from __future__ import annotations
 
 from datetime import date
+from functools import lru_cache
 
 from newsletter.errors import DumpError
 from newsletter.models import ParsedDump
-from newsletter.sources.blocks import markdown_blocks
+from newsletter.sources.blocks import Block, markdown_blocks
 from newsletter.sources.cards import find_papers, listing_date
 
 FORMAT = "hf-markdown"
@@ -22,12 +23,12 @@ FORMAT = "hf-markdown"
 
 def recognises(text: str) -> bool:
     """True when a paper card is found (the listing may start anywhere in the file)."""
-    return bool(find_papers(markdown_blocks(text), date.today()))
+    return bool(find_papers(_blocks(text), date.today()))
 
 
 def parse(text: str, *, fallback_date: date) -> ParsedDump:
     """Read a Markdown capture; yearless dates resolve against the listing date."""
-    blocks = markdown_blocks(text)
+    blocks = _blocks(text)
     listed = listing_date(blocks, fallback_date)
     papers = find_papers(blocks, listed or fallback_date)
     if not papers:
@@ -36,3 +37,9 @@ def parse(text: str, *, fallback_date: date) -> ParsedDump:
             line=1,
         )
     return ParsedDump(FORMAT, tuple(papers), listed)
+
+
+@lru_cache(maxsize=2)
+def _blocks(text: str) -> list[Block]:
+    """Parsed once for `recognises` and `parse` (detection reads the whole capture)."""
+    return markdown_blocks(text)
