@@ -219,3 +219,16 @@ def test_the_same_paper_in_several_formats_has_one_id() -> None:
         "Sparse Routers Learn to Share: Expert Reuse in Mixture-of-Experts Pretraining"
     ] == {"arxiv:2604.10211"}
     assert all(len(found) == 1 for found in ids.values())
+
+
+def test_a_tag_like_word_in_a_title_is_text_and_a_heading_may_end_with_a_full_stop() -> None:
+    text = (
+        "### [Thinking Inside <think> Tags Is Not Enough.](https://huggingface.co/papers/2604.30001)"
+        "\n\n[Reasoning traces inside think tags rarely change the answer; we measure how rarely."
+        "](https://huggingface.co/papers/2604.30001)\n\n[- 2 authors](https://huggingface.co/papers/"
+        "2604.30001)\n\n·\n\nApr 2\n"
+    )
+    (paper,) = parse_dump(text, source_name="t.md", fallback_date=FALLBACK).papers
+    assert (paper.title, paper.arxiv_id) == (
+        "Thinking Inside <think> Tags Is Not Enough.", "2604.30001"
+    )

@@ -53,7 +53,7 @@ def test_a_file_modified_moments_ago_waits_for_the_next_poll(store: Store, dumps
         [], [f"{dumps / 'capture.md'}: modified under 5 s ago"], 0
     )
     later = ingest_dumps(store, dumps, settle_seconds=5, now=clock(MTIME + 6))
-    assert (later.pending, later.new_papers, store.paper_count()) == ([], 3, 3)
+    assert (later.pending, later.new_papers, store.paper_count()) == ([], 4, 4)
 
 
 def test_a_download_in_progress_is_not_read(store: Store, dumps: Path) -> None:
@@ -108,7 +108,7 @@ def test_the_same_file_put_back_unchanged_is_tried_again(store: Store, dumps: Pa
 
 
 def test_the_same_paper_in_several_formats_is_one_paper(store: Store, dumps: Path) -> None:
-    put(dumps, "1-firecrawl.md", source="firecrawl_front_matter.md")  # 10211, 20581, 09876
+    put(dumps, "1-firecrawl.md", source="firecrawl_front_matter.md")  # 10211, 20581, 09876, 03003
     put(dumps, "2-api.json", source="hf_api.json")  # 10211, 09876
     put(dumps, "3-listing.atom", source="arxiv_listing.atom")  # 10211, 09876
     put(dumps, "4-notebook.txt", source="notebook_export_plain.txt")  # 10123, 01318, 08888
@@ -122,7 +122,7 @@ def test_the_same_paper_in_several_formats_is_one_paper(store: Store, dumps: Pat
     )
     report = ingest_dumps(store, dumps, now=clock(MTIME + 60))
     assert (len(report.ingested), report.rejected) == (6, [])
-    assert store.paper_count() == 7
+    assert store.paper_count() == 8
 
 
 def test_the_capture_date_in_a_tools_header_gives_the_listing_year(dumps: Path) -> None:

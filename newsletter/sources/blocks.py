@@ -35,6 +35,14 @@ INDENTED_CONTINUATION = re.compile(r"[ \t]{1,4}(?![-*+>#\[!]|[0-9]+[.)])\S.*")
 ATX_HEADING = re.compile(r" {0,3}(#{1,6})(?:[ \t]+|$)")
 REFERENCE_DEFINITION = re.compile(r"^ {0,3}\[([^\[\]\n]+)\]:", re.MULTILINE)
 REFERENCE_USE = re.compile(r"\]\[([^\[\]\n]+)\]")
+HTML_TAG_NAME = re.compile(r"</?([A-Za-z][A-Za-z0-9-]*)")
+# Inline markup a converter leaves in Markdown; any other tag-like word is the page's text.
+HTML_ELEMENTS = frozenset(
+    {"a", "abbr", "b", "bdi", "bdo", "br", "cite", "code", "data", "del", "dfn", "em", "font",
+     "i", "img", "ins", "kbd", "mark", "q", "s", "samp", "small", "span", "strong", "sub", "sup",
+     "time", "u", "var", "wbr", "div", "p", "section", "article", "svg", "path", "picture",
+     "source", "video", "audio", "iframe", "input", "button", "label", "details", "summary"}
+)  # fmt: skip
 HTML_BLOCK_TAGS = frozenset(
     {"h1", "h2", "h3", "h4", "h5", "h6", "p", "li", "div", "article", "section", "header",
      "footer", "main", "aside", "blockquote", "dd", "dt", "td", "th", "figcaption", "ul", "ol",
@@ -209,6 +217,8 @@ def _inline_lines(children: list[Token]) -> list[Line]:
     for child in children:
         if child.type == "text" or child.type == "code_inline":
             parts.append(child.content)
+        elif child.type == "html_inline" and _literal_tag(child.content):
+            parts.append(child.content)  # `<think>` in a title is text, not markup
         elif child.type in ("softbreak", "hardbreak"):
             if open_links:
                 parts.append(" ")
@@ -227,6 +237,12 @@ def _inline_lines(children: list[Token]) -> list[Line]:
             parts.append(" ")
     flush()
     return lines
+
+
+def _literal_tag(tag: str) -> bool:
+    """True for a tag-like word that is no HTML element (`<think>`), shown as text on the page."""
+    name = HTML_TAG_NAME.match(tag)
+    return name is not None and name.group(1).lower() not in HTML_ELEMENTS
 
 
 def _attach_bare_urls(blocks: list[Block]) -> list[Block]:

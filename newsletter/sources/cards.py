@@ -130,7 +130,7 @@ def _cards(blocks: list[Block]) -> list[Card]:
 def _title(block: Block, following: list[Block]) -> Card | None:
     """The card this block opens, if it is a paper's title."""
     text = block.text
-    if not _title_like(text):
+    if not _title_like(text, heading=bool(block.level)):
         return None
     own = _own_link(block)
     url = own.url if own else ""
@@ -203,10 +203,10 @@ def _hand_over_upvotes(previous: Card, opened: Card) -> None:
     opened.body.insert(0, Block(last.line, 0, (line,)))
 
 
-def _title_like(text: str) -> bool:
+def _title_like(text: str, *, heading: bool = False) -> bool:
     if not (0 < len(text) <= MAX_TITLE_CHARS) or not any(ch.isalpha() for ch in text):
         return False
-    if text.endswith(".") and len(text.split()) > 3:
+    if not heading and text.endswith(".") and len(text.split()) > 3:
         return False  # a sentence: a short abstract or a summary, not a title
     return _meta_kind(Line(text)) is None and not SUBMITTED_BY.match(text)
 
@@ -323,7 +323,7 @@ def _paper(card: Card, reference: date, upvotes_by_id: dict[str, int | None]) ->
         upvotes = upvotes_by_id[arxiv_id] if upvotes is None else upvotes
     url = card.url if card.url.startswith(("http://", "https://")) else None
     if url is None and arxiv_id is None:
-        links = [found for block in card.body for line in block.lines if (found := _card_link(line))]
+        links = [link for block in card.body for line in block.lines if (link := _card_link(line))]
         url = links[0].url if links and links[0].url.startswith(("http://", "https://")) else None
     return Paper(
         title=card.title_text,
