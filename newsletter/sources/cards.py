@@ -254,7 +254,7 @@ def _meta_kind(line: Line) -> str | None:
         return "authors"
     if UPVOTES.fullmatch(text) and (text != "-" or any(is_upvote_link(l.url) for l in line.links)):
         return "upvotes"
-    if any(_date_in(segment) for segment in text.split(SEPARATOR)):
+    if any(_date_match(segment) for segment in text.split(SEPARATOR)):
         return "date"
     return None
 
@@ -272,12 +272,16 @@ def _without_comment_counts(line: Line) -> str:
     return text.strip()
 
 
-def _date_in(segment: str, reference: date | None = None) -> tuple[date, int | None] | None:
+def _date_match(segment: str) -> re.Match[str] | None:
+    """`Apr 3`, `Sep 12, 2023`, `Published on Apr 3, 2026`, `Feb 27 3` (date and upvotes)."""
     text = DATE_PREFIX.sub("", " ".join(segment.split()))
     match = DATE_LINE.fullmatch(text)
-    if not match or not month_number(match.group("month")):
-        return None
-    return read_date_line(text, reference or date.max) if reference else (date.min, None)
+    return match if match and month_number(match.group("month")) else None
+
+
+def _read_date(segment: str, reference: date) -> tuple[date, int | None] | None:
+    match = _date_match(segment)
+    return read_date_line(match.group(0), reference) if match else None
 
 
 def _paper(card: Card, reference: date, upvotes_by_id: dict[str, int | None]) -> Paper | None:
@@ -306,7 +310,7 @@ def _paper(card: Card, reference: date, upvotes_by_id: dict[str, int | None]) ->
                 upvotes = _count(UPVOTES.fullmatch(text).group("count"))  # type: ignore[union-attr]
             elif kind == "date" and published is None:
                 for segment in text.split(SEPARATOR):
-                    read = _date_in(segment, reference)
+                    read = _read_date(segment, reference)
                     if read:
                         published = read[0]
                         upvotes = read[1] if upvotes is None else upvotes
