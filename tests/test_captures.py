@@ -86,6 +86,10 @@ EXPECTED: dict[str, tuple[str, list[tuple[str | None, str]]]] = {
         ("2604.10123", "Draft Trees Beat Draft Chains in Speculative Decoding"),
         ("2604.10888", "Counting Objects in Cluttered Scenes with Vision-Language Models"),
     ]),
+    "arxiv_listing_rdf.xml": ("arxiv-feed", [
+        ("2310.07001", "Listwise Reranking Is Order-Sensitive: Shuffling Helps Language Models"),
+        ("2310.07002", "Tokenisers Across 100 Languages: A Fairness Audit"),
+    ]),
     "arxiv_listing.atom": ("arxiv-feed", [
         ("2604.10211", "Sparse Routers Learn to Share: Expert Reuse in Mixture-of-Experts Pretraining"),
         ("2604.09876", "Calibrated Abstention for Retrieval-Augmented Question Answering"),
@@ -200,6 +204,9 @@ def test_arxiv_feeds_keep_authors_and_drop_the_announcement() -> None:
     assert rss[1].authors == ("Mei Lin", "Tomasz Nowak", "Priya Raman")
     assert rss[1].abstract.startswith("Vision-language models miscount")
     assert parse_wild("arxiv_listing.atom").papers[0].published == date(2026, 4, 15)
+    old = parse_wild("arxiv_listing_rdf.xml").papers
+    assert old[0].authors == ("Chidi Okafor", "Emma Lind")
+    assert old[0].abstract.startswith("Language models that rerank") and "<p>" not in old[0].abstract
 
 
 def test_a_file_without_paper_cards_is_refused_with_the_reason() -> None:

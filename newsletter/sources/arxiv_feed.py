@@ -5,7 +5,8 @@
 - Listing feeds (`rss.arxiv.org/rss/cs.CL`, `/atom/cs.CL`): items whose `link` is the abstract
   page, `description` = `arXiv:<id>v1 Announce Type: new` then `Abstract: ...`, and
   `dc:creator` = the authors separated by commas.
-- The older RSS 1.0 listing, whose titles end in `(arXiv:<id>v1 [cs.CL])`.
+- The older RSS 1.0 listing, whose titles end in `. (arXiv:<id>v1 [cs.CL])` and whose
+  description and creators are HTML (`<p>...</p>`, `<a href=...>Name</a>, ...`).
 
 The arXiv id is kept without version. An entry with no title is a `DumpIssue`; a feed with
 no entry is a `DumpError` (arXiv answers an empty query with an empty feed, not an error).
@@ -14,10 +15,12 @@ no entry is a `DumpError` (arXiv answers an empty query with an empty feed, not 
 from __future__ import annotations
 
 import re
-from datetime import date
+from datetime import date, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import feedparser
+from selectolax.lexbor import LexborHTMLParser
 
 from newsletter.errors import DumpError
 from newsletter.models import DumpIssue, Paper, ParsedDump
@@ -30,7 +33,8 @@ FEED_START = re.compile(
 )
 ANNOUNCE = re.compile(r"^arXiv:\S+\s+Announce Type:\s*\S+\s*", re.I)
 ABSTRACT_PREFIX = re.compile(r"^Abstract:\s*", re.I)
-TITLE_SUFFIX = re.compile(r"\s*\(arXiv:[^()]*\)\s*$", re.I)
+# The old RSS 1.0 listing: `Title. (arXiv:2310.07001v1 [cs.CL])`, `... [cs.CL] UPDATED)`.
+TITLE_SUFFIX = re.compile(r"\.?\s*\(arXiv:[^()]*\)\s*(?:UPDATED)?\s*$", re.I)
 OAI_ID = re.compile(r"oai:arXiv\.org:(?P<id>\S+)", re.I)
 
 
@@ -83,21 +87,39 @@ def _arxiv_id(entry: Any) -> str | None:
     return None
 
 
+def _plain(value: str) -> str:
+    """Text of a field that may hold HTML (`<p>...</p>`, `<a href=...>Name</a>`)."""
+    if "<" in value or "&" in value:
+        value = LexborHTMLParser(f"<body>{value}</body>").text(separator=" ")
+    return clean(value)
+
+
 def _abstract(entry: Any) -> str:
-    text = clean(entry.get("summary", ""))
+    text = _plain(entry.get("summary", ""))
     return ABSTRACT_PREFIX.sub("", ANNOUNCE.sub("", text))
 
 
 def _authors(entry: Any) -> tuple[str, ...]:
-    names = [clean(author.get("name", "")) for author in entry.get("authors", [])]
+    names = [_plain(author.get("name", "")) for author in entry.get("authors", [])]
     if len(names) == 1 and "," in names[0]:  # dc:creator: "Ada Lovelace, Alan Turing"
-        names = [clean(name) for name in names[0].split(",")]
+        names = [clean(name) for name in names[0].split(",")]  # joined by `_plain` above
     return tuple(name for name in names if name)
 
 
 def _date(entry: Any) -> date | None:
-    for key in ("published_parsed", "updated_parsed"):
-        parsed = entry.get(key)
+    """The calendar date as the feed writes it (local to its offset, not converted to UTC)."""
+    for key in ("published", "updated"):
+        raw = entry.get(key)
+        if isinstance(raw, str) and raw.strip():
+            try:
+                return datetime.fromisoformat(raw.strip()).date()
+            except ValueError:
+                pass
+            try:
+                return parsedate_to_datetime(raw.strip()).date()  # RFC 822, as RSS 2.0 writes
+            except (TypeError, ValueError):
+                pass
+        parsed = entry.get(f"{key}_parsed")
         if parsed:
             return date(parsed.tm_year, parsed.tm_mon, parsed.tm_mday)
     return None
