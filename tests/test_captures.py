@@ -73,6 +73,9 @@ EXPECTED: dict[str, tuple[str, list[tuple[str | None, str]]]] = {
         ("2604.10311", "Diffusion Policies with Contact-Aware Guidance for Dexterous Manipulation"),
         ("2604.10322", "Scaling Laws for Data Mixtures & Their Limits"),
     ]),
+    "chrome_single_file.mhtml": ("hf-html", [
+        ("2604.10602", "Gödel Agents Revisited: Self-Referential Improvement Under a Budget"),
+    ]),
     "hf_api.json": ("hf-json", [
         ("2604.10211", "Sparse Routers Learn to Share: Expert Reuse in Mixture-of-Experts Pretraining"),
         ("2604.09876", "Calibrated Abstention for Retrieval-Augmented Question Answering"),
@@ -194,6 +197,11 @@ def test_saved_html_page() -> None:
     assert (mixtures.organization, mixtures.upvotes, mixtures.published) == (
         "Google DeepMind", None, date(2026, 2, 27)
     )
+
+
+def test_mhtml_from_chrome() -> None:
+    (paper,) = parse_wild("chrome_single_file.mhtml").papers
+    assert (paper.upvotes, paper.author_count, paper.published) == (19, 4, date(2026, 4, 14))
 
 
 def test_arxiv_feeds_keep_authors_and_drop_the_announcement() -> None:
