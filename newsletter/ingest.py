@@ -150,10 +150,14 @@ def ingest_dumps(
             parsed = read_dump(file, content)
         except DumpError as exc:
             log.error("dump set aside: %s", exc)
-            report.rejected.append(str(exc))
             if watched:
-                report.moved.append(str(set_aside(file, exc, now())))
+                moved = set_aside(file, exc, now())
+                report.moved.append(str(moved))
+                report.rejected.append(
+                    f"{exc} (moved to {moved}; the reason is in {moved.name}{ERROR_SUFFIX})"
+                )
             else:
+                report.rejected.append(str(exc))
                 store.record_rejected_dump(path=str(file), sha256=digest, error=str(exc))
             continue
         for issue in parsed.issues:

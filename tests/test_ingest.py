@@ -72,6 +72,11 @@ def test_a_bad_dump_moves_to_rejected_with_its_error_file_and_the_rest_goes_on(
     assert [Path(path).name for path, _, _ in report.ingested] == ["b-good.md"]
     assert store.paper_count() == 2
     assert report.moved == [str(dumps / REJECTED_DIR / "a-broken.json")]
+    assert report.rejected == [
+        f"{dumps / 'a-broken.json'}:1: invalid JSON: Expecting ',' delimiter (column 58) "
+        f"(moved to {dumps / REJECTED_DIR / 'a-broken.json'}; the reason is in "
+        "a-broken.json.error.txt)"
+    ]
     assert sorted(path.name for path in dumps.iterdir()) == ["b-good.md", REJECTED_DIR]
     error = (dumps / REJECTED_DIR / f"a-broken.json{ERROR_SUFFIX}").read_text(encoding="utf-8")
     assert error.splitlines()[:3] == [
