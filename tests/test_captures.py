@@ -247,3 +247,18 @@ def test_a_tag_like_word_in_a_title_is_text_and_a_heading_may_end_with_a_full_st
     assert (paper.title, paper.arxiv_id) == (
         "Thinking Inside <think> Tags Is Not Enough.", "2604.30001"
     )
+
+
+def test_a_short_summary_linking_the_same_paper_is_not_a_second_title() -> None:
+    text = (
+        "Apr 15\n\n [-] 4\n\nhttps://huggingface.co/login?next=%2Fpapers%2F2604.50001\n\n"
+        "Tiny Recursive Models Solve Sudoku\n\nhttps://huggingface.co/papers/2604.50001\n\n"
+        "A two-layer network applied recursively solves hard Sudoku puzzles without search\n\n"
+        "https://huggingface.co/papers/2604.50001\n\n[\n\n2 authors](https://huggingface.co/"
+        "papers/2604.50001)\n\n·\n\nApr 9\n"
+    )
+    (paper,) = parse_dump(text, source_name="t.txt", fallback_date=FALLBACK).papers
+    assert (paper.title, paper.upvotes, paper.author_count) == (
+        "Tiny Recursive Models Solve Sudoku", 4, 2
+    )
+    assert paper.abstract.startswith("A two-layer network")

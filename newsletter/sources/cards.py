@@ -107,9 +107,14 @@ def _cards(blocks: list[Block]) -> list[Card]:
         opened = _title(block, blocks[index + 1 :])
         if opened is not None:
             if current is not None and current.arxiv_id and current.arxiv_id == opened.arxiv_id:
-                # The same paper's thumbnail link, then its heading: the heading is the title.
                 if block.level and not current.title.level:
+                    # The same paper's thumbnail link, then its heading: the heading is the title.
                     current.title, current.title_text, current.url = block, opened.title_text, opened.url
+                    continue
+                if not block.level:
+                    # Another line linking the same paper (a short summary without a full stop,
+                    # its URL on the next line) belongs to the card; only a heading repeats it.
+                    current.body.append(block)
                     continue
             if current is not None and current.body:
                 # Daily listings print the upvote box before the title it counts.
