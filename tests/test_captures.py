@@ -262,3 +262,16 @@ def test_a_short_summary_linking_the_same_paper_is_not_a_second_title() -> None:
         "Tiny Recursive Models Solve Sudoku", 4, 2
     )
     assert paper.abstract.startswith("A two-layer network")
+
+
+def test_a_heading_with_a_pdf_link_beside_its_title_keeps_the_title() -> None:
+    text = (
+        "### [Sparse Attention at Scale](https://huggingface.co/papers/2604.11111) "
+        "[PDF](https://arxiv.org/pdf/2604.11111)\n\n"
+        "We show that sparse attention scales to long inputs with a learned router per head.\n\n"
+        "- 3 authors\n\n· Apr 3\n"
+    )
+    (paper,) = parse_dump(text, source_name="t.md", fallback_date=FALLBACK).papers
+    assert (paper.title, paper.arxiv_id, paper.author_count) == (
+        "Sparse Attention at Scale", "2604.11111", 3
+    )

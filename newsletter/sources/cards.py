@@ -230,8 +230,21 @@ def _own_link(block: Block) -> Link | None:
 
 
 def _title_text(block: Block, own: Link | None) -> str:
+    """The title as shown: the block's own link text, or the heading's text.
+
+    A heading holding more than its title (`### [Title](/papers/<id>) [PDF](...)`) gives the
+    text of its one paper link that reads like a title.
+    """
     if own is not None and own.text and not block.level:
         return own.text
+    if block.level:
+        texts = {
+            link.text
+            for link in block.links
+            if link.text and arxiv_id_in(link.url) and len(link.text.split()) > 1
+        }
+        if len(texts) == 1 and (text := texts.pop()) != block.text and _title_like(text, heading=True):
+            return text
     return block.text
 
 
