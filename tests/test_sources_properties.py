@@ -9,6 +9,7 @@ from datetime import date
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from newsletter.errors import DumpError
 from newsletter.models import Paper
 from newsletter.sources import parse_dump
 
@@ -124,3 +125,15 @@ def test_seeds_form_after_navigation_and_before_a_footer(
 ) -> None:
     text = variant([*before, SEEDS_HEADER, *SEEDS_CARDS, *after], newline, form)
     assert papers_of(text) == BASE_SEEDS
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(chrome=st.lists(st.sampled_from(MARKDOWN_CHROME) | WORDS, min_size=1, max_size=20))
+def test_page_chrome_alone_never_becomes_a_paper(chrome: list[str]) -> None:
+    text = "\n\n".join(chrome)
+    try:
+        papers = papers_of(text)
+    except DumpError as exc:
+        assert exc.reason.startswith("not a recognised dump")
+        return
+    raise AssertionError(f"chrome read as papers: {papers}")
