@@ -40,6 +40,8 @@ EXPECTED: dict[str, tuple[str, list[tuple[str | None, str]]]] = {
         (None, "Streaming Speech Recognition with Chunked Attention Sinks"),
         (None, "Whisper Goes Long: Hour-Scale Transcription Without Chunking"),
         (None, "Code-Switching Benchmarks for Low-Resource Speech"),
+        (None, "Selecting Training Utterances for Long-Form Speech Recognition by Homologous "
+               "Model Agreement and Acoustic Difficulty"),  # title continued on a second heading
         (None, "Phoneme-Level Confidence for Speech Recognisers"),  # cut off mid-abstract
     ]),
     "papers_with_code_trending.md": ("hf-markdown", [
@@ -156,9 +158,11 @@ def test_reference_links_with_and_without_definitions() -> None:
 def test_page_fenced_as_text_with_upvotes_before_each_title() -> None:
     dump = parse_wild("web_source_fenced.md")
     assert dump.listing_date == date(2026, 4, 15)
-    sinks, whisper, switching, _ = dump.papers
-    # each upvote box stands before the title it counts; `[ 5][19]` after a date counts comments
-    assert [paper.upvotes for paper in dump.papers] == [None, 41, 2, None]
+    sinks, whisper, switching, selecting, _ = dump.papers
+    # each upvote box stands before the title it counts (the first one too, right after the
+    # listing date); `[ 5][19]` after a date counts comments
+    assert [paper.upvotes for paper in dump.papers] == [12, 41, 2, 7, None]
+    assert (selecting.author_count, selecting.published) == (10, date(2024, 10, 21))
     assert (sinks.author_count, sinks.published) == (3, date(2026, 4, 2))
     assert (whisper.organization, whisper.published) == ("Acme Speech Lab", date(2026, 3, 20))
     assert (switching.author_count, switching.published) == (12, date(2026, 1, 9))

@@ -116,9 +116,11 @@ def _cards(blocks: list[Block]) -> list[Card]:
                     # its URL on the next line) belongs to the card; only a heading repeats it.
                     current.body.append(block)
                     continue
+            # Daily listings print the upvote box before the title it counts.
             if current is not None and current.body:
-                # Daily listings print the upvote box before the title it counts.
                 _hand_over_upvotes(current, opened)
+            elif current is None and index and not blocks[index - 1].level:
+                _take_upvotes(blocks[index - 1], opened)
             current = opened
             cards.append(current)
             continue
@@ -192,6 +194,14 @@ def _card_link(line: Line) -> Link | None:
         ):
             return link
     return None
+
+
+def _take_upvotes(before: Block, opened: Card) -> None:
+    """The upvote count closing the block right before a card's title (outside any card)."""
+    line = before.lines[-1]
+    ids = {found for link in line.links if (found := arxiv_id_in(link.url))}
+    if _meta_kind(line) == "upvotes" and ids <= ({opened.arxiv_id} - {None}):
+        opened.body.insert(0, Block(before.line, 0, (line,)))
 
 
 def _hand_over_upvotes(previous: Card, opened: Card) -> None:
