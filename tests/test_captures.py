@@ -279,3 +279,20 @@ def test_a_heading_with_a_pdf_link_beside_its_title_keeps_the_title() -> None:
     assert (paper.title, paper.arxiv_id, paper.author_count) == (
         "Sparse Attention at Scale", "2604.11111", 3
     )
+
+
+def test_an_arxiv_api_error_entry_is_no_paper() -> None:
+    feed = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<feed xmlns="http://www.w3.org/2005/Atom">\n'
+        "  <title>ArXiv Query: id_list=2604.1</title>\n"
+        "  <id>http://arxiv.org/api/0Hn1F7vZ</id>\n  <updated>2026-04-15T00:00:00-04:00</updated>\n"
+        "  <entry>\n    <id>http://arxiv.org/api/errors#incorrect_id_format_for_2604.1</id>\n"
+        "    <title>Error</title>\n    <summary>incorrect id format for 2604.1</summary>\n"
+        "    <updated>2026-04-15T00:00:00-04:00</updated>\n  </entry>\n</feed>\n"
+    )
+    with pytest.raises(DumpError) as caught:
+        parse_dump(feed, source_name="api.atom", fallback_date=FALLBACK)
+    assert caught.value.reason == (
+        "no usable entry in the feed; entry 1: the arXiv API reported an error: "
+        "incorrect id format for 2604.1; fix the query and fetch again"
+    )

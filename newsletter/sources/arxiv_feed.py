@@ -35,6 +35,7 @@ ANNOUNCE = re.compile(r"^arXiv:\S+\s+Announce Type:\s*\S+\s*", re.I)
 ABSTRACT_PREFIX = re.compile(r"^Abstract:\s*", re.I)
 # The old RSS 1.0 listing: `Title. (arXiv:2310.07001v1 [cs.CL])`, `... [cs.CL] UPDATED)`.
 TITLE_SUFFIX = re.compile(r"\.?\s*\(arXiv:[^()]*\)\s*(?:UPDATED)?\s*$", re.I)
+API_ERROR = "arxiv.org/api/errors"
 OAI_ID = re.compile(r"oai:arXiv\.org:(?P<id>\S+)", re.I)
 
 
@@ -54,6 +55,10 @@ def parse(text: str, *, fallback_date: date) -> ParsedDump:
     issues: list[DumpIssue] = []
     for number, entry in enumerate(feed.entries, start=1):
         title = clean(TITLE_SUFFIX.sub("", entry.get("title", "")))
+        if API_ERROR in str(entry.get("id", "")):  # the API answers a bad query with an entry
+            reason = f"entry {number}: the arXiv API reported an error: {_abstract(entry)}"
+            issues.append(DumpIssue(number, reason + "; fix the query and fetch again"))
+            continue
         if not title:
             issues.append(DumpIssue(number, f"entry {number}: no title; skipped"))
             continue
