@@ -296,3 +296,19 @@ def test_an_arxiv_api_error_entry_is_no_paper() -> None:
         "no usable entry in the feed; entry 1: the arXiv API reported an error: "
         "incorrect id format for 2604.1; fix the query and fetch again"
     )
+
+
+def test_plain_titles_whose_author_line_links_the_paper_and_one_without_any_link() -> None:
+    text = (WILD / "notebook_export_plain.txt").read_text(encoding="utf-8")
+    # The same export with every bare URL line dropped: titles lose their links, the
+    # `[5 authors](.../papers/<id>)` lines keep theirs, one card keeps no link at all.
+    stripped = "\n".join(
+        line for line in text.split("\n") if not line.startswith("https://")
+    )
+    dump = parse_dump(stripped, source_name="t.txt", fallback_date=FALLBACK)
+    assert [(paper.arxiv_id, paper.title) for paper in dump.papers] == [
+        ("2604.10123", "Draft Trees Beat Draft Chains in Speculative Decoding"),
+        (None, "Accelerating Large Language Model Decoding with Speculative Sampling"),
+        ("2604.08888", "Verifier-Free Speculative Decoding for Diffusion Language Models"),
+    ]
+    assert (dump.papers[0].author_count, dump.papers[1].published) == (5, date(2023, 2, 2))

@@ -39,6 +39,7 @@ from newsletter.sources.links import (
 MAX_TITLE_CHARS = 300  # the longest arXiv titles are ~250 characters
 MIN_ABSTRACT_WORDS = 6
 MIN_ABSTRACT_CHARS = 40
+MIN_PLAIN_ABSTRACT_CHARS = 100  # a title without links needs a real abstract after it
 AUTHOR_COUNT = re.compile(r"(?<![0-9])(?P<count>[0-9]{1,6})\s+authors?\b", re.ASCII | re.I)
 # `101`, `Upvote 117`, `[-] 1`, `- [x] Upvote 29`, `-` (no votes yet), `1.2k`
 UPVOTES = re.compile(
@@ -96,15 +97,18 @@ def listing_date(blocks: list[Block], reference: date) -> date | None:
 def _read_cards(blocks: list[Block], reference: date) -> list[tuple[Card, Paper]]:
     """Each card that is a paper, with the paper it describes (repeats not merged yet)."""
     upvotes_by_id = _upvote_links(blocks)
-    found = ((card, _paper(card, reference, upvotes_by_id)) for card in _cards(blocks))
+    cards = _cards(blocks)
+    if any(card.arxiv_id for card in cards):  # a linked listing: plain cards may join it
+        cards = _cards(blocks, plain=True)
+    found = ((card, _paper(card, reference, upvotes_by_id)) for card in cards)
     return [(card, paper) for card, paper in found if paper is not None]
 
 
-def _cards(blocks: list[Block]) -> list[Card]:
+def _cards(blocks: list[Block], *, plain: bool = False) -> list[Card]:
     cards: list[Card] = []
     current: Card | None = None
     for index, block in enumerate(blocks):
-        opened = _title(block, blocks[index + 1 :])
+        opened = _title(block, blocks[index + 1 :], plain)
         if opened is not None:
             if current is not None and current.arxiv_id and current.arxiv_id == opened.arxiv_id:
                 if block.level and not current.title.level:
@@ -134,8 +138,12 @@ def _cards(blocks: list[Block]) -> list[Card]:
     return cards
 
 
-def _title(block: Block, following: list[Block]) -> Card | None:
-    """The card this block opens, if it is a paper's title."""
+def _title(block: Block, following: list[Block], plain: bool) -> Card | None:
+    """The card this block opens, if it is a paper's title.
+
+    `plain`: the listing's cards link their papers, so a plain line followed by an abstract
+    and a meta line is a card of the same listing whose links the capture lost.
+    """
     text = block.text
     if not _title_like(text, heading=bool(block.level)):
         return None
@@ -155,7 +163,15 @@ def _title(block: Block, following: list[Block]) -> Card | None:
     if arxiv_id is not None or (block.level and url == MISSING_REFERENCE):
         return card  # a heading whose link's definition the capture lost still links a page
     if own is None and not block.level:
-        return None  # an unlinked plain line is a title only in the seeds' form (hf_text)
+        # An unlinked plain line opens a card when its abstract follows and its byline links
+        # the paper (`Title` / abstract / `[5 authors](/papers/<id>)`); without any link it
+        # is the seeds' text form, which hf_text reads.
+        if block.links:
+            return None
+        linked = _byline_link(following)
+        if linked or (plain and _confirmed_plain(following)):
+            return Card(block, block.text, "", linked, [])
+        return None
     if own is not None and (is_profile_link(url) or url.startswith("#")) and not block.level:
         return None
     return card if _confirmed(following) else None
@@ -168,6 +184,47 @@ def _abstract_link(following: list[Block]) -> str | None:
         return None
     ids = _ids(content[0])
     return ids.pop() if len(ids) == 1 else None
+
+
+def _byline_link(following: list[Block]) -> str | None:
+    """The paper a plain title's author line links: abstract first, then only meta lines (an
+    organisation before `·`, a date) up to an `N authors` line linking one paper."""
+    content = [block for block in following[:10] if block.text]
+    if not content or content[0].level or not _prose(content[0], [None] * len(content[0].lines)):
+        return None
+    for position, block in enumerate(content[1:], start=1):
+        ids = _ids(block)
+        kinds = [_meta_kind(line) for line in block.lines]
+        if block.level:
+            return None
+        if ids:  # the author line links the paper; an upvote link belongs to the next title
+            linked = [kind for line, kind in zip(block.lines, kinds) if line.links]
+            return ids.pop() if len(ids) == 1 and linked and set(linked) == {"authors"} else None
+        after = content[position + 1] if position + 1 < len(content) else None
+        byline = after is not None and after.text.startswith(SEPARATOR)
+        if not (all(kinds) or byline):
+            return None  # prose or the next title: no linked meta line in this card
+    return None
+
+
+def _confirmed_plain(following: list[Block]) -> bool:
+    """For a plain title in a linked listing: a full abstract, then a byline and its `·`."""
+    content = [block for block in following[:12] if block.text]
+    if not content or content[0].level:
+        return False
+    abstract = _prose(content[0], [None] * len(content[0].lines))
+    if len(abstract) < MIN_PLAIN_ABSTRACT_CHARS:
+        return False
+    for block in content[1:]:
+        if block.level or _ids(block):
+            return False
+        kinds = [_meta_kind(line) for line in block.lines]
+        if "separator" in kinds or "authors" in kinds:
+            return True
+        if not any(kinds) and not block.text.startswith(SEPARATOR):
+            if block is not content[1]:
+                return False  # a second non-meta block: prose or the next title
+    return False
 
 
 def _confirmed(following: list[Block]) -> bool:
