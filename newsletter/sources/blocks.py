@@ -29,6 +29,7 @@ MAX_LINK_LINES = 40  # a link's text over more lines than this is not one link (
 STRAY_BACKSLASH = re.compile(r"\\+(?=\s|$)")
 # `[图片：无替代文本]`, `[image]`: an image placeholder some tools write instead of alt text.
 PLACEHOLDER = re.compile(r"\[[^\[\]]*\]")
+BACKSLASH = "\\"
 TEXT_FENCES = frozenset({"", "text", "txt", "plain", "markdown", "md"})
 # A heading's title wrapped onto an indented next line, as arXiv titles are (`end-to-end\n  multi`).
 INDENTED_CONTINUATION = re.compile(r"[ \t]{1,4}(?![-*+>#\[!]|[0-9]+[.)])\S.*")
@@ -135,11 +136,13 @@ def _mend(lines: list[str]) -> str:
             end = _closing_line(mended, index, depth)
             if end is not None:
                 heading = ATX_HEADING.match(mended[index]) is not None
-                parts = [mended[index].rstrip().rstrip("\\")]
-                for follow in mended[index + 1 : end + 1]:
-                    if heading:
+                parts = [mended[index].rstrip().rstrip(BACKSLASH)]
+                for number in range(index + 1, end + 1):
+                    follow = mended[number]
+                    if heading:  # `### [Title first part` / `### second part](url)`
                         follow = ATX_HEADING.sub("", follow, count=1)
-                    parts.append(follow.strip().rstrip("\\") if follow is not mended[end] else follow.strip())
+                    # a line break (`\\`) inside the link's text reads as a space
+                    parts.append(follow.strip() if number == end else follow.strip().rstrip(BACKSLASH))
                 mended[index] = " ".join(part for part in parts if part.strip())
                 for blank in range(index + 1, end + 1):
                     mended[blank] = ""
@@ -166,7 +169,7 @@ def _joined_headings(lines: list[str]) -> list[str]:
         this, before = ATX_HEADING.match(joined[index]), ATX_HEADING.match(joined[index - 1])
         if this and before and this.group(1) == before.group(1) and joined[index].strip("# \t"):
             rest = joined[index][this.end() :].strip()
-            joined[index - 1] = f"{joined[index - 1].rstrip().rstrip(chr(92))} {rest}"
+            joined[index - 1] = f"{joined[index - 1].rstrip().rstrip(BACKSLASH)} {rest}"
             joined[index] = ""
     return joined
 
