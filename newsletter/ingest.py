@@ -173,6 +173,8 @@ def ingest_dumps(
             (file.parent / REJECTED_DIR / f"{file.name}{ERROR_SUFFIX}").unlink(missing_ok=True)
         report.ingested.append((str(file), len(parsed.papers), new))
         log.info("ingested %s: %d papers, %d new", file, len(parsed.papers), new)
+    for waiting in report.pending:
+        log.info("next poll: %s", waiting)
     return report
 
 
