@@ -150,15 +150,7 @@ def ingest_dumps(
             parsed = read_dump(file, content)
         except DumpError as exc:
             log.error("dump set aside: %s", exc)
-            if watched:
-                moved = set_aside(file, exc, now())
-                report.moved.append(str(moved))
-                report.rejected.append(
-                    f"{exc} (moved to {moved}; the reason is in {moved.name}{ERROR_SUFFIX})"
-                )
-            else:
-                report.rejected.append(str(exc))
-                store.record_rejected_dump(path=str(file), sha256=digest, error=str(exc))
+            report.rejected.append(_put_aside(store, file, digest, exc, watched, now(), report))
             continue
         for issue in parsed.issues:
             report.warnings.append(f"{file}:{issue.line}: skipped entry: {issue.reason}")
@@ -178,13 +170,38 @@ def ingest_dumps(
     return report
 
 
+def _put_aside(
+    store: Store,
+    file: Path,
+    digest: str,
+    error: DumpError,
+    watched: bool,
+    at: float,
+    report: IngestReport,
+) -> str:
+    """Move a bad dump out of a watched folder, else record it; returns the line to report."""
+    note = ""
+    if watched:
+        try:
+            moved = set_aside(file, error, at)
+        except OSError as move_error:  # a read-only folder: say so and record it instead
+            note = f" (could not move it to {REJECTED_DIR}/: {move_error.strerror})"
+        else:
+            report.moved.append(str(moved))
+            return f"{error} (moved to {moved}; the reason is in {moved.name}{ERROR_SUFFIX})"
+    # Not moved: recorded by content hash, so the same bytes are not read again every poll.
+    store.record_rejected_dump(path=str(file), sha256=digest, error=str(error))
+    return f"{error}{note}"
+
+
 def _settled_content(
     file: Path, settle_seconds: float, now: Clock, report: IngestReport
 ) -> bytes | None:
     """The file's bytes if it is complete; None (noted in `report`) while it is written."""
     try:
         before = file.stat()
-        if now() - before.st_mtime < settle_seconds:
+        # A file dated in the future (another machine's clock) would wait forever: read it.
+        if 0 <= now() - before.st_mtime < settle_seconds:
             report.pending.append(f"{file}: modified under {settle_seconds:g} s ago")
             return None
         content = file.read_bytes()

@@ -138,3 +138,23 @@ def test_the_capture_date_in_a_tools_header_gives_the_listing_year(dumps: Path) 
     dump = read_dump(path)
     assert dump.listing_date == date(2026, 4, 15)
     assert dump.papers[0].published == date(2026, 4, 13)  # `Apr 13`, no year on the page
+
+
+def test_a_bad_dump_in_a_read_only_folder_is_recorded_and_not_read_again(
+    store: Store, dumps: Path
+) -> None:
+    put(dumps, "notes.md", "# Notes\n\nNothing to see.\n")
+    (dumps / REJECTED_DIR).write_text("a file where the folder should be")  # mkdir fails
+    first = ingest_dumps(store, dumps, now=clock(MTIME + 60))
+    # both files are set aside (`rejected` itself is no dump) and neither can move
+    assert len(first.rejected) == 2
+    assert all("(could not move it to rejected/: File exists)" in line for line in first.rejected)
+    assert (dumps / "notes.md").exists() and first.moved == []
+    again = ingest_dumps(store, dumps, now=clock(MTIME + 120))
+    assert (again.rejected, again.unchanged) == ([], 1)
+
+
+def test_a_file_dated_in_the_future_is_read(store: Store, dumps: Path) -> None:
+    put(dumps, "capture.md", source="jina_reader.md")
+    report = ingest_dumps(store, dumps, settle_seconds=5, now=clock(MTIME - 3600))
+    assert (report.pending, report.new_papers) == ([], 2)
