@@ -151,7 +151,7 @@ def test_a_bad_dump_in_a_read_only_folder_is_recorded_and_not_read_again(
     assert all("(could not move it to rejected/: File exists)" in line for line in first.rejected)
     assert (dumps / "notes.md").exists() and first.moved == []
     again = ingest_dumps(store, dumps, now=clock(MTIME + 120))
-    assert (again.rejected, again.unchanged) == ([], 1)
+    assert (again.rejected, again.unchanged) == ([], 2)
 
 
 def test_a_file_dated_in_the_future_is_read(store: Store, dumps: Path) -> None:
