@@ -28,9 +28,9 @@ from email_validator import EmailNotValidError, validate_email
 
 from newsletter import ingest as ingesting, pipeline, semantic
 from newsletter.day import send_copy
-from newsletter.models import Outcome, OutcomeStatus
 from newsletter.runtime import Runtime, semantic_encoder, semantic_model
-from newsletter.errors import ConfigError, NewsletterError
+from newsletter.errors import ConfigError, DumpError, NewsletterError
+from newsletter.models import Outcome, OutcomeStatus, Paper
 from newsletter.settings import Settings, load_settings
 from newsletter.smtp_check import check_smtp
 from newsletter.store import Store
@@ -332,11 +332,14 @@ def rank(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array in rank order.")] = False,
 ) -> None:
     """Rank every paper in a dump file or folder for an ad-hoc profile. Touches no state."""
+    set_aside: list[DumpError] = []
     with _operator_errors():
         encoder = semantic_encoder(_settings())
         ranked = pipeline.rank_dump_path(
-            dumps, keyword, top=top, exclude=exclude or (), encoder=encoder
+            dumps, keyword, top=top, exclude=exclude or (), encoder=encoder, set_aside=set_aside
         )
+    for error in set_aside:
+        console.print(f"[red]Set aside:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
     if as_json:
         items = [
             {
@@ -358,6 +361,85 @@ def rank(
         matched = ", ".join(f"{m.keyword} ({'+'.join(m.fields)})" for m in r.matched)
         table.add_row(str(position), f"{r.score:.2f}", "yes" if r.picked else "", escape(r.paper.title), escape(matched))
     out.print(table)
+
+
+@app.command()
+def parse(
+    path: Annotated[Path, typer.Argument(help="A dump file or a folder of dumps.")],
+    as_json: Annotated[
+        bool, typer.Option("--json", help='Print {"papers": [...], "rejected": [...]}.')
+    ] = False,
+) -> None:
+    """Show what a dump file or folder yields: format and every paper. Touches no state.
+
+    Exit 1 when a file cannot be parsed (it is listed under "rejected"), 0 otherwise.
+    """
+    with _operator_errors():
+        report = ingesting.parse_path(path)
+    papers = [
+        {**_paper_json(paper), "format": dump.format, "source_file": str(file)}
+        for file, dump in report.parsed
+        for paper in dump.papers
+    ]
+    skipped = [
+        {"file": str(file), "line": issue.line, "reason": issue.reason}
+        for file, dump in report.parsed
+        for issue in dump.issues
+    ]
+    rejected = [{"file": e.path, "line": e.line, "reason": e.reason} for e in report.rejected]
+    if as_json:
+        document = {"papers": papers, "rejected": rejected, "skipped": skipped}
+        sys.stdout.write(json.dumps(document, ensure_ascii=False, indent=2) + "\n")
+    else:
+        _print_parsed(report, skipped)
+    if report.rejected:
+        raise typer.Exit(1)
+
+
+def _paper_json(paper: Paper) -> dict[str, object]:
+    return {
+        "id": paper.paper_id,
+        "title": paper.title,
+        "arxiv_id": paper.arxiv_id,
+        "authors": list(paper.authors),
+        "author_count": paper.author_count,
+        "organization": paper.organization,
+        "published": paper.published.isoformat() if paper.published else None,
+        "upvotes": paper.upvotes,
+        "url": paper.url,
+        "abstract": paper.abstract,
+    }
+
+
+def _print_parsed(report: ingesting.ParseReport, skipped: list[dict[str, object]]) -> None:
+    distinct: set[str] = set()
+    for file, dump in report.parsed:
+        table = Table(
+            title=f"{file}: {dump.format}, {len(dump.papers)} papers"
+            + (f", listing {dump.listing_date}" if dump.listing_date else ""),
+            title_justify="left",
+        )
+        for column in ("id", "title", "arXiv id", "authors", "date", "upvotes"):
+            table.add_column(column, overflow="fold")
+        for paper in dump.papers:
+            distinct.add(paper.paper_id)
+            table.add_row(
+                paper.paper_id, escape(paper.title), paper.arxiv_id or "", escape(paper.byline),
+                paper.published.isoformat() if paper.published else "",
+                "" if paper.upvotes is None else str(paper.upvotes),
+            )
+        out.print(table)
+    for entry in skipped:
+        console.print(
+            f"[yellow]Skipped entry:[/] {escape(str(entry['file']))}:{entry['line']}: "
+            f"{escape(str(entry['reason']))}", highlight=False, soft_wrap=True,
+        )
+    for error in report.rejected:
+        console.print(f"[red]Set aside:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
+    out.print(
+        f"{len(report.parsed)} files parsed, {len(report.rejected)} set aside; "
+        f"{len(distinct)} distinct papers.", highlight=False,
+    )
 
 
 @app.command()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from newsletter.composing import compose
 from newsletter.errors import ConfigError, DumpError
-from newsletter.ingest import dump_files, read_dump
+from newsletter.ingest import parse_path
 from newsletter.models import Outcome, OutcomeStatus, Paper, Ranked, Sender
 from newsletter.planning import Retry, local_day
 from newsletter.ranking import Profile, Semantic, rank_papers
@@ -114,18 +114,27 @@ def rank_dump_path(
     top: int,
     exclude: Sequence[str] = (),
     encoder: Encoder | None = None,
+    set_aside: list[DumpError] | None = None,
 ) -> list[Ranked]:
     """Rank every paper under `path` for an ad-hoc profile (hybrid with `encoder`); touches
-    no state."""
-    files = dump_files(path)
-    if not files:
-        raise DumpError("no dump files here", path=str(path))
-    unique: dict[str, Paper] = {}  # by normalised title, as the store matches them
-    for file in files:
-        for paper in read_dump(file).papers:
+    no state. Files that cannot be parsed go into `set_aside` and the rest is ranked; without
+    that list, the first such file raises. Raises too when no file parses at all."""
+    report = parse_path(path)
+    if report.rejected and (set_aside is None or not report.parsed):
+        raise report.rejected[0]
+    if set_aside is not None:
+        set_aside.extend(report.rejected)
+    unique: dict[str, Paper] = {}  # arXiv id first, then normalised title, as the store matches
+    seen_ids: set[str] = set()
+    for _, dump in report.parsed:
+        for paper in dump.papers:
+            if paper.arxiv_id in seen_ids:
+                continue
             known = unique.get(paper.title_key)
             if known is None or (known.arxiv_id is None and paper.arxiv_id):
                 unique[paper.title_key] = paper
+                if paper.arxiv_id:
+                    seen_ids.add(paper.arxiv_id)
     profile = Profile(keywords=tuple(keywords), exclude=tuple(exclude))
     papers = list(unique.values())
     return rank_papers(papers, profile, max_papers=top, semantic=semantic_for(None, encoder, papers))

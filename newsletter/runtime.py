@@ -90,8 +90,11 @@ class Runtime:
         s = self.settings
         return load_subscribers(s.subscribers_file, max_papers=s.max_papers, send_at=s.send_at, timezone=s.timezone)
 
-    def ingest(self, path: Path | None = None, progress: Progress | None = None) -> IngestReport:
-        return ingest_dumps(self.store, path or self.settings.dumps_dir, progress)
+    def ingest(
+        self, path: Path | None = None, progress: Progress | None = None, *, settle_seconds: float = 0
+    ) -> IngestReport:
+        """Ingest new dumps; `settle_seconds`: leave files still being written for later."""
+        return ingest_dumps(self.store, path or self.settings.dumps_dir, progress, settle_seconds=settle_seconds)
 
     def run_day(
         self, subscribers: Sequence, now: datetime | None = None, *, by_hand: bool = True,  # type: ignore[type-arg]

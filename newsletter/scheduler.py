@@ -30,6 +30,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from newsletter.ingest import WATCH_SETTLE_SECONDS
 from newsletter.errors import NewsletterError
 from newsletter.runtime import Runtime
 from newsletter.settings import Settings, parse_send_at
@@ -105,7 +106,7 @@ class Service:
     def ingest(self) -> None:
         try:
             self.store.set_state("heartbeat", datetime.now(UTC).isoformat())
-            report = self.runtime.ingest()
+            report = self.runtime.ingest(settle_seconds=WATCH_SETTLE_SECONDS)
             for path, papers, new in report.ingested:
                 log.info("dump ingested: %s (%d papers, %d new)", path, papers, new)
             for reason in report.rejected:
@@ -134,7 +135,7 @@ class Service:
     def send_group(self, group: SendGroup) -> None:
         started = datetime.now(UTC)
         try:
-            self.runtime.ingest()
+            self.runtime.ingest(settle_seconds=WATCH_SETTLE_SECONDS)
             chosen = send_groups(self._subscribers()).get(group, [])
             report = self.runtime.run_day(chosen, by_hand=False)
         except NewsletterError as exc:

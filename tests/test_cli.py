@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-COMMANDS = ("preview", "send", "run", "ingest", "rank", "check", "suppressed", "serve", "unsubscribe", "resubscribe")
+COMMANDS = ("preview", "send", "run", "ingest", "rank", "parse", "check", "suppressed", "serve", "unsubscribe", "resubscribe", "resend")
 
 
 def newsletter(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
@@ -241,3 +241,77 @@ def test_suppressed_lists_and_clears(tmp_path: Path) -> None:
     assert "No suppressed addresses." in newsletter("suppressed", cwd=tmp_path).stdout
     again = newsletter("suppressed", "--clear", "gone@example.org", cwd=tmp_path)
     assert again.returncode == 1 and "not on the suppression list" in again.stderr
+
+
+# --- newsletter parse, and rank over a folder with a bad file (issue 13) ---------------------
+
+WILD = REPO_ROOT / "tests" / "fixtures" / "wild"
+
+
+def _wild_folder(tmp_path: Path, *names: str) -> Path:
+    import shutil
+
+    folder = tmp_path / "captures"
+    folder.mkdir()
+    for name in names:
+        shutil.copyfile(WILD / name, folder / name)
+    return folder
+
+
+def test_parse_json_lists_every_paper_and_every_rejected_file(tmp_path: Path) -> None:
+    folder = _wild_folder(tmp_path, "trending_structured.md", "no_cards.md")
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    result = newsletter("parse", str(folder), "--json", cwd=tmp_path)
+    assert result.returncode == 1  # a file could not be parsed
+    document = json.loads(result.stdout)
+    assert set(document) == {"papers", "rejected", "skipped"}
+    assert [(p["id"], p["title"], p["arxiv_id"]) for p in document["papers"]] == [
+        ("arxiv:2604.07001", "Streaming Video World Models with Bounded Memory", "2604.07001"),
+        ("arxiv:2309.06180",
+         "Efficient Memory Management for Large Language Model Serving with PagedAttention",
+         "2309.06180"),
+        (document["papers"][2]["id"], "OpenHands Lite: A Small Agent Harness for Repository Tasks", None),
+    ]  # fmt: skip
+    assert document["papers"][2]["id"].startswith("title:")
+    first = document["papers"][0]
+    assert (first["upvotes"], first["published"], first["organization"], first["format"]) == (
+        212, "2026-04-03", "Acme Robotics", "hf-markdown"
+    )
+    assert first["source_file"] == str(folder / "trending_structured.md")
+    assert document["rejected"] == [
+        {
+            "file": str(folder / "no_cards.md"),
+            "line": 1,
+            "reason": "not a recognised dump: no paper card found (expected an HF papers capture "
+            "as text, Markdown, HTML or JSON, or an arXiv feed); first line was "
+            "'Title: Models - Hugging Face'",
+        }
+    ]
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before  # touches no state
+
+
+def test_parse_shows_the_format_and_the_papers(tmp_path: Path) -> None:
+    result = newsletter("parse", str(WILD / "arxiv_listing.rss"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "arxiv_listing.rss: arxiv-feed, 2 papers" in result.stdout
+    assert "Draft Trees Beat Draft Chains in Speculative Decoding" in result.stdout
+    assert "2604.10888" in result.stdout and "Mei Lin, Tomasz Nowak, Priya Raman" in result.stdout
+    assert "1 files parsed, 0 set aside; 2 distinct papers." in result.stdout
+
+
+def test_parse_a_missing_path_is_one_error_line(tmp_path: Path) -> None:
+    result = newsletter("parse", str(tmp_path / "nowhere"), cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"Error: {tmp_path / 'nowhere'}: no such file or folder"
+
+
+def test_rank_ranks_what_parses_and_reports_what_it_set_aside(tmp_path: Path) -> None:
+    folder = _wild_folder(tmp_path, "no_cards.md", "notebook_export_plain.txt", "arxiv_api.atom")
+    result = newsletter(
+        "rank", "--dumps", str(folder), "--keyword", "speculative decoding", "--json", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    titles = [item["title"] for item in json.loads(result.stdout)]
+    assert "Draft Trees Beat Draft Chains in Speculative Decoding" in titles
+    assert len(titles) == len(set(titles))  # the same paper from two formats ranks once
+    assert f"Set aside: {folder / 'no_cards.md'}:1: not a recognised dump" in result.stderr

@@ -224,7 +224,7 @@ def test_json_dump_named_txt_is_detected_by_content() -> None:
 def test_markdown_fixture() -> None:
     dump = parse_file(FIXTURES / "hf_markdown_small.md")
     assert (dump.format, dump.listing_date) == ("hf-markdown", date(2026, 3, 2))
-    first, second = dump.papers
+    first, second, third = dump.papers
     assert first.title == "Proof Search with Tiny Language Models"
     assert first.abstract == (
         "We train small models to find proofs in Lean [and Coq] and report what they solve."
@@ -236,9 +236,11 @@ def test_markdown_fixture() -> None:
         7,
         date(2026, 2, 27),
     )
-    assert dump.issues == (
-        DumpIssue(28, "title 'A Heading Without Abstract' has no abstract; skipped"),
+    # A card that links its paper is a paper even when the capture shows no abstract.
+    assert (third.title, third.abstract, third.paper_id) == (
+        "A Heading Without Abstract", "", "arxiv:2603.00003"
     )
+    assert (third.author_count, third.upvotes, dump.issues) == (2, 3, ())
 
 
 def test_crlf_and_byte_order_mark_keep_line_numbers() -> None:
@@ -267,7 +269,8 @@ def test_non_dump_text_is_refused_naming_its_first_line(
         parse_dump(text, source_name="notes.txt", fallback_date=FALLBACK)
     first = text.strip().split("\n")[0]
     assert caught.value.reason == (
-        "not a recognised dump: expected an HF Daily Papers capture (text, Markdown or JSON); "
+        "not a recognised dump: no paper card found (expected an HF papers capture as text, "
+        "Markdown, HTML or JSON, or an arXiv feed); "
         f"first line was {shown or repr(first)}"
     )
     assert (caught.value.path, caught.value.line) == ("notes.txt", line)

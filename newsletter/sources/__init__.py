@@ -14,12 +14,13 @@ cannot read as a whole. Malformed entries inside a readable dump are `ParsedDump
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import date
 from typing import Protocol
 
 from newsletter.errors import DumpError
 from newsletter.models import ParsedDump
-from newsletter.sources import hf_json, hf_markdown, hf_text
+from newsletter.sources import arxiv_feed, hf_html, hf_json, hf_markdown, hf_text
 from newsletter.sources.dates import fallback_date_for, listing_year_hint, resolve_yearless
 
 __all__ = [
@@ -43,7 +44,9 @@ class DumpParser(Protocol):
     def parse(self, text: str, *, fallback_date: date) -> ParsedDump: ...
 
 
-PARSERS: tuple[DumpParser, ...] = (hf_json, hf_markdown, hf_text)
+# JSON, feeds and HTML announce themselves in their first characters. A capture with paper
+# links is read by the card finder; the seeds' own text form (no links) by hf_text.
+PARSERS: tuple[DumpParser, ...] = (hf_json, arxiv_feed, hf_html, hf_markdown, hf_text)
 FORMATS: tuple[str, ...] = tuple(parser.FORMAT for parser in PARSERS)
 SHOWN_LINE_CHARS = 80
 BYTE_ORDER_MARK = "\ufeff"
@@ -72,8 +75,13 @@ def detect_format(text: str) -> str | None:
 
 
 def _normalised(text: str) -> str:
-    """One newline convention and no BOM, so line numbers match what an editor shows."""
-    return text.removeprefix(BYTE_ORDER_MARK).replace("\r\n", "\n").replace("\r", "\n")
+    """One newline convention, no BOM (line numbers match an editor's), composed Unicode.
+
+    NFC makes a title saved decomposed (`o` + combining diaeresis, as macOS tools may write
+    it) the same string as the composed one, so the same paper keeps one title.
+    """
+    text = text.removeprefix(BYTE_ORDER_MARK).replace("\r\n", "\n").replace("\r", "\n")
+    return unicodedata.normalize("NFC", text)
 
 
 def _parser_for(text: str) -> DumpParser | None:
@@ -93,6 +101,7 @@ def _unrecognised_reason(text: str) -> str:
     if len(first) > SHOWN_LINE_CHARS:
         first = first[:SHOWN_LINE_CHARS] + "..."
     return (
-        "not a recognised dump: expected an HF Daily Papers capture (text, Markdown or JSON); "
+        "not a recognised dump: no paper card found (expected an HF papers capture as text, "
+        "Markdown, HTML or JSON, or an arXiv feed); "
         f"first line was {first!r}"
     )

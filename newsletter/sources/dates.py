@@ -104,3 +104,28 @@ def listing_year_hint(file_name: str) -> date | None:
 def fallback_date_for(file_name: str, modified: date) -> date:
     """The `fallback_date` to pass to `parse_dump`: the name's date, else the file's mtime date."""
     return listing_year_hint(file_name) or modified
+
+
+# `retrieved: 2026-10-02`, `- Captured (UTC): 2026-06-29T16:31:22`, `exported: 2026-07-28`,
+# `created: 2026-04-15T09:12:44`: the day a reader tool says it captured the page.
+CAPTURE_DATE = re.compile(
+    r"^[\s>*_-]*(?:retrieved|captured|exported|saved|created|fetched|scraped|published time"
+    r"|date)\b[^:\n]{0,12}:[*_\s]*(?P<date>[0-9]{4}-[0-9]{2}-[0-9]{2})",
+    re.IGNORECASE | re.MULTILINE,
+)
+CAPTURE_HEADER_CHARS = 2000  # front matter and header blocks sit at the top of the file
+
+
+def capture_date(text: str) -> date | None:
+    """The capture day a reader tool wrote in the file's header, or None.
+
+    It stands in for the listing's year when the file name has no date: better than the
+    file's modification time, which changes when the file is copied.
+    """
+    match = CAPTURE_DATE.search(text[:CAPTURE_HEADER_CHARS])
+    if match is None:
+        return None
+    try:
+        return date.fromisoformat(match.group("date"))
+    except ValueError:
+        return None

@@ -31,10 +31,16 @@ from newsletter.sources.dates import DATE_LINE, month_number, read_date_line
 FORMAT = "hf-text"
 HEADER_LINES = frozenset(
     {"new", "get trending papers in your email inbox!", "subscribe", "daily papers",
-     "byak and the research community"}
+     "byak and the research community", "by ak and the research community",
+     "get trending papers in your email inbox once a day!", "trending papers"}
 )  # fmt: skip
 # At least one of these must be in the header: the others are too generic to recognise a page.
-HEADER_MARKERS = frozenset({"daily papers", "byak and the research community"})
+HEADER_MARKERS = frozenset(
+    {"daily papers", "byak and the research community", "by ak and the research community"}
+)
+# Without a metadata block, an "abstract" this short is page chrome after the listing
+# (`System theme` / `Company`), not a paper.
+MIN_ABSTRACT_WORDS = 6
 SEPARATOR = "·"
 MAX_TITLE_CHARS = 300  # longest arXiv titles are ~250 characters; abstracts are longer
 MAX_BYLINE_CHARS = 200  # an organisation line is short; a longer "byline" is misplaced text
@@ -67,7 +73,7 @@ Item = Paragraph | Metadata
 
 
 def recognises(text: str) -> bool:
-    """True when the text starts with the HF Daily Papers page header."""
+    """True when the text holds the HF Daily Papers page header (chrome may come first)."""
     return _header_end(text.split("\n")) is not None
 
 
@@ -102,17 +108,24 @@ def _first_content_line(lines: list[str]) -> int:
 
 
 def _header_end(lines: list[str]) -> int | None:
-    """Index of the header's last line: the leading run of known header lines (blanks skipped)."""
+    """Index of the header's last line: the first run of known header lines holding a marker.
+
+    The run may start anywhere (a reader tool's front matter or the site's navigation may come
+    first); blank lines inside it are skipped.
+    """
     last: int | None = None
     has_marker = False
     for index, line in enumerate(lines):
         key = _normalised(line)
         if not key:
             continue
-        if key not in HEADER_LINES:
+        if key in HEADER_LINES:
+            last = index
+            has_marker = has_marker or key in HEADER_MARKERS
+        elif has_marker:
             break
-        last = index
-        has_marker = has_marker or key in HEADER_MARKERS
+        else:
+            last, has_marker = None, False
     return last if has_marker else None
 
 
@@ -169,7 +182,16 @@ def _read_entries(items: list[Item], reference: date) -> tuple[list[Paper], list
         else:
             reader.paragraph(item, items[position + 1 : position + 2])
     reader.finish()
-    return reader.papers, reader.issues
+    # Short lines after the last paper without an abstract are the page's footer (`Previous`,
+    # `Company`, `TOS` ...) copied with the listing: chrome, not a broken entry.
+    issues = [
+        issue
+        for issue in reader.issues
+        if not reader.papers
+        or issue.line < reader.last_paper_line
+        or not issue.reason.endswith("has no abstract")
+    ]
+    return reader.papers, issues
 
 
 class _EntryReader:
@@ -181,6 +203,7 @@ class _EntryReader:
         self.issues: list[DumpIssue] = []
         self.title: Paragraph | None = None
         self.abstract: Paragraph | None = None
+        self.last_paper_line = 0
 
     def metadata(self, item: Metadata) -> None:
         """A metadata block closes the pending entry, which must have title and abstract."""
@@ -191,6 +214,7 @@ class _EntryReader:
         else:
             try:
                 self.papers.append(_paper(self.title, self.abstract, item, self.reference))
+                self.last_paper_line = item.line
             except EntryError as exc:
                 reason = f"{exc}; entry {self.title.text!r} skipped"
                 self.issues.append(DumpIssue(item.line, reason))
@@ -215,7 +239,9 @@ class _EntryReader:
     def finish(self) -> None:
         """Close the pending entry as one without metadata."""
         if self.title is not None and self.abstract is not None:
-            self.papers.append(_paper(self.title, self.abstract, None, self.reference))
+            if len(self.abstract.text.split()) >= MIN_ABSTRACT_WORDS:
+                self.papers.append(_paper(self.title, self.abstract, None, self.reference))
+                self.last_paper_line = self.abstract.line
         elif self.title is not None:
             self._missing_abstract()
         self.title = self.abstract = None

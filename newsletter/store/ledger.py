@@ -225,19 +225,19 @@ _HELD_IN_WINDOW = text(
       AND NOT (d.status IN ('failed', 'planned', 'abandoned') AND d.digest_day < :day)
     """
 )
-_MARK_SENDING = digests.update().where(digests.c.id == bindparam("id")).values(
-    status=DeliveryState.SENDING.value, attempts=digests.c.attempts + 1, updated_at=bindparam("now")
+_MARK_SENDING = digests.update().where(digests.c.id == bindparam("b_id")).values(
+    status=DeliveryState.SENDING.value, attempts=digests.c.attempts + 1, updated_at=bindparam("b_now")
 )
-_MARK_SENT = digests.update().where(digests.c.id == bindparam("id")).values(
-    status=DeliveryState.SENT.value, sent_at=bindparam("now"), updated_at=bindparam("now"),
+_MARK_SENT = digests.update().where(digests.c.id == bindparam("b_id")).values(
+    status=DeliveryState.SENT.value, sent_at=bindparam("b_now"), updated_at=bindparam("b_now"),
     error_code=None, error=None, next_attempt_at=None,
 )
-_MARK_OTHER = digests.update().where(digests.c.id == bindparam("id")).values(
-    status=bindparam("status"), updated_at=bindparam("now"), error_code=bindparam("code"),
-    error=bindparam("error"), next_attempt_at=bindparam("next"),
+_MARK_OTHER = digests.update().where(digests.c.id == bindparam("b_id")).values(
+    status=bindparam("b_status"), updated_at=bindparam("b_now"), error_code=bindparam("b_code"),
+    error=bindparam("b_error"), next_attempt_at=bindparam("b_next"),
 )
 _CLEAR_BOUNCES = suppressions.delete().where(
-    suppressions.c.address == bindparam("address"), suppressions.c.suppressed_at.is_(None)
+    suppressions.c.address == bindparam("b_address"), suppressions.c.suppressed_at.is_(None)
 )
 
 
@@ -348,16 +348,16 @@ class DayLedgerStore(LedgerStore):
         with self._tx() as db:
             for state, run in _runs(events):
                 if state is DeliveryState.SENDING:
-                    db.execute(_MARK_SENDING, [{"id": e.digest_id, "now": now} for e in run])
+                    db.execute(_MARK_SENDING, [{"b_id": e.digest_id, "b_now": now} for e in run])
                 elif state is DeliveryState.SENT:
-                    db.execute(_MARK_SENT, [{"id": e.digest_id, "now": now} for e in run])
-                    cleared = [{"address": e.address.casefold()} for e in run if e.clear_bounces]
+                    db.execute(_MARK_SENT, [{"b_id": e.digest_id, "b_now": now} for e in run])
+                    cleared = [{"b_address": e.address.casefold()} for e in run if e.clear_bounces]
                     if cleared:
                         db.execute(_CLEAR_BOUNCES, cleared)
                 else:
                     db.execute(_MARK_OTHER, [
-                        {"id": e.digest_id, "now": now, "status": e.state.value, "code": e.code,
-                         "error": e.error, "next": e.next_attempt_at}
+                        {"b_id": e.digest_id, "b_now": now, "b_status": e.state.value, "b_code": e.code,
+                         "b_error": e.error, "b_next": e.next_attempt_at}
                         for e in run
                     ])
                     for event in run:
