@@ -15,6 +15,7 @@ from datetime import date
 from pathlib import Path
 
 from newsletter.errors import DumpError
+from newsletter.logs import fields
 from newsletter.models import ParsedDump
 from newsletter.sources import fallback_date_for, parse_dump
 from newsletter.store import Store
@@ -73,6 +74,7 @@ def ingest_dumps(store: Store, path: Path, progress: Progress | None = None) -> 
             content = file.read_bytes()
         except OSError as exc:  # unreadable now; not recorded, so it is tried again next time
             report.rejected.append(f"{file}: cannot read the file: {exc.strerror}")
+            log.error("dump set aside", extra=fields(path=str(file), why=f"cannot read the file: {exc.strerror}"))
             continue
         digest = hashlib.sha256(content).hexdigest()
         if store.dump_seen(digest):
@@ -83,7 +85,7 @@ def ingest_dumps(store: Store, path: Path, progress: Progress | None = None) -> 
         try:
             parsed = read_dump(file, content)
         except DumpError as exc:
-            log.error("dump set aside: %s", exc)
+            log.error("dump set aside", extra=fields(path=str(file), why=exc.reason, line=exc.line))
             report.rejected.append(str(exc))
             store.record_rejected_dump(path=str(file), sha256=digest, error=str(exc))
             continue
@@ -97,5 +99,5 @@ def ingest_dumps(store: Store, path: Path, progress: Progress | None = None) -> 
             dump_papers_=parsed.papers,
         )
         report.ingested.append((str(file), len(parsed.papers), new))
-        log.info("ingested %s: %d papers, %d new", file, len(parsed.papers), new)
+        log.info("dump ingested", extra=fields(path=str(file), format=parsed.format, papers=len(parsed.papers), new=new))
     return report

@@ -273,6 +273,20 @@ def _names_in_use(env_file: Path) -> dict[str, str]:
     return found
 
 
+def requested_log_format() -> str:
+    """NEWSLETTER_LOG_FORMAT as set (environment first, then .env), read before the settings
+    are validated, so that even an invalid-settings error is written in the chosen format."""
+    name = ENV_PREFIX + "LOG_FORMAT"
+    value = next((v for k, v in os.environ.items() if k.upper() == name), None)
+    if value is None and Path(ENV_FILE).is_file():
+        try:
+            found = {k.upper(): v for k, v in dotenv_values(ENV_FILE).items()}
+        except (OSError, UnicodeDecodeError):
+            found = {}
+        value = found.get(name)
+    return "json" if (value or "").strip().lower() == "json" else "text"
+
+
 def load_settings(**overrides: object) -> Settings:
     """Build settings from the environment, turning validation errors into one ConfigError."""
     check_names(_names_in_use(Path(ENV_FILE)))

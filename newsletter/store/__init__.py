@@ -2,18 +2,22 @@
 
 One `Store` object over one database, assembled from parts that each own a job:
 `schema` (every table), `base` (opening the database, transactions), `papers` (dumps, papers,
-embeddings), `ledger` (the delivery ledger), `suppressions` (addresses no longer mailed).
+embeddings), `ledger` (the delivery ledger), `suppressions` (addresses no longer mailed),
+`reports` (what `status` and `history` read, and the service's heartbeat).
 """
 
 from __future__ import annotations
 
 from newsletter.store.ledger import DigestRecord, LedgerStore
 from newsletter.store.papers import PaperStore
+from newsletter.store.reports import DigestReport, DumpCounts, ReportStore
 from newsletter.store.schema import EMBEDDING_DTYPE, metadata
 from newsletter.store.suppressions import Suppression, SuppressionStore
 
-__all__ = ["EMBEDDING_DTYPE", "DigestRecord", "Store", "Suppression", "metadata"]
+__all__ = [
+    "EMBEDDING_DTYPE", "DigestRecord", "DigestReport", "DumpCounts", "Store", "Suppression", "metadata",
+]
 
 
-class Store(PaperStore, LedgerStore, SuppressionStore):
-    """Papers, dumps, the delivery ledger and suppressions in one database."""
+class Store(PaperStore, LedgerStore, SuppressionStore, ReportStore):
+    """Papers, dumps, the delivery ledger, suppressions and reports in one database."""
