@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -38,7 +38,8 @@ def next_send_time(timezone: str, send_at: str, now: datetime) -> datetime:
     for offset in range(3):  # today, tomorrow (or the day after, across a DST gap)
         candidate = datetime.combine(local_day + timedelta(days=offset), time(hour, minute), tzinfo=zone)
         if candidate > now:
-            return candidate
+            # Through UTC and back: a time in a DST gap becomes the real instant it names.
+            return candidate.astimezone(UTC).astimezone(zone)
     raise AssertionError("a time of day comes round within two days")
 
 
@@ -193,7 +194,7 @@ def gather_status(
         now=now,
         day=day,
         dumps=store.dump_counts(),
-        papers=store.stored_papers(),
+        papers=store.paper_count(),
         subscribers=counts,
         subscribers_problem=subscribers_problem,
         slots=slots,

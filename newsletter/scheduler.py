@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from types import FrameType
 from zoneinfo import ZoneInfo
 
+from apscheduler.events import EVENT_JOB_ADDED, EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, JobEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
@@ -30,6 +31,7 @@ from newsletter.ingest import ingest_dumps
 from newsletter import pipeline, sending
 from newsletter.delivery import make_transport
 from newsletter.errors import NewsletterError
+from newsletter.logs import fields
 from newsletter.settings import Settings, parse_send_at
 from newsletter.store import Store
 from newsletter.subscribers import Subscriber, load_subscribers
@@ -89,7 +91,24 @@ class Service:
             log.warning("subscriber skipped: %s", problem)
         return list(loaded.subscribers)
 
+    def beat(self) -> None:
+        """Tell `newsletter status --health` that the service is alive."""
+        try:
+            self.store.beat(datetime.now(UTC))
+        except NewsletterError as exc:
+            log.error("heartbeat not recorded: %s", exc)
+
+    def log_next_send(self, event: JobEvent) -> None:
+        """After a send job is added or has run: when that slot sends next."""
+        if not event.job_id.startswith("send "):
+            return
+        job = self.scheduler.get_job(event.job_id)
+        if job is not None and job.next_run_time is not None:
+            slot = event.job_id.removeprefix("send ")
+            log.info("next send", extra=fields(slot=slot, at=job.next_run_time.isoformat()))
+
     def ingest(self) -> None:
+        self.beat()
         try:
             report = ingest_dumps(self.store, self.settings.dumps_dir)
             if report.ingested or report.rejected:
@@ -146,6 +165,7 @@ class Service:
                         signal.Signals(signum).name)
             self.scheduler.shutdown(wait=True)
 
+        self.scheduler.add_listener(self.log_next_send, EVENT_JOB_ADDED | EVENT_JOB_EXECUTED | EVENT_JOB_ERROR)
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
         log.warning("newsletter service started; %d send times; Ctrl-C to stop", len(groups))

@@ -100,10 +100,6 @@ class ReportStore(StoreBase):
             ).scalar_one_or_none()
         return DumpCounts(by_status.get("ingested", 0), by_status.get("rejected", 0), _utc(last))
 
-    def stored_papers(self) -> int:
-        with self._tx() as db:
-            return int(db.execute(select(func.count()).select_from(papers)).scalar_one())
-
     def unsubscribed_addresses(self) -> set[str]:
         """Case-folded addresses that unsubscribed themselves."""
         with self._tx() as db:
