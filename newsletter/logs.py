@@ -127,8 +127,9 @@ class StderrToLog(io.TextIOBase):
     """A stand-in for sys.stderr in JSON mode: each line written becomes a log event.
 
     Lines starting with `Error:` or `Set aside:` are errors, `Warning:` and `Skipped:` are
-    warnings, anything else is info. Carriage returns (progress bars) end a line too, and
-    blank lines are dropped.
+    warnings, anything else is info. A carriage return rewrites its line, as on a terminal: a
+    progress bar leaves one event with its final state, not one per redraw. Blank lines are
+    dropped.
     """
 
     def __init__(self, logger: logging.Logger, underlying: TextIO) -> None:
@@ -146,8 +147,9 @@ class StderrToLog(io.TextIOBase):
 
     def write(self, text: str) -> int:
         with self._lock:
-            self._pending += text.replace("\r", "\n")
-            *lines, self._pending = self._pending.split("\n")
+            *lines, pending = (self._pending + text).split("\n")
+            # Keep only the last redraw of an unfinished line (a trailing \r is kept with it).
+            self._pending = pending[pending.rfind("\r", 0, len(pending) - 1) + 1 :]
         for line in lines:
             self._emit(line)
         return len(text)
@@ -158,7 +160,7 @@ class StderrToLog(io.TextIOBase):
         self._emit(line)
 
     def _emit(self, line: str) -> None:
-        text = line.strip()
+        text = line.rstrip("\r").rsplit("\r", 1)[-1].strip()
         if not text:
             return
         for prefix, level in (("Error:", logging.ERROR), ("Set aside:", logging.ERROR),

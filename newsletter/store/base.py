@@ -89,10 +89,24 @@ class StoreBase:
                     Path(database).parent.mkdir(parents=True, exist_ok=True)
                 except OSError as exc:
                     raise _unusable(url, exc) from None
-        try:
-            metadata.create_all(self.engine)
-        except SQLAlchemyError as exc:
-            raise _unusable(url, exc) from None
+        self._create_schema()
+
+    def _create_schema(self) -> None:
+        # Two processes opening a new database at once (the service starting while a
+        # healthcheck runs `status --health`) can both see a table missing; the second
+        # CREATE then fails with "already exists". Each such failure means another process
+        # created a table, which happens once per table: one pass more than there are tables
+        # is enough to finish.
+        attempts = len(metadata.tables) + 1
+        for attempt in range(attempts):
+            try:
+                metadata.create_all(self.engine)
+                return
+            except OperationalError as exc:
+                if "already exists" not in str(exc.orig) or attempt == attempts - 1:
+                    raise _unusable(self.url, exc) from None
+            except SQLAlchemyError as exc:
+                raise _unusable(self.url, exc) from None
 
     @contextmanager
     def _tx(self) -> Iterator[Connection]:
