@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-COMMANDS = ("preview", "send", "run", "ingest", "rank", "check", "suppressed")
+COMMANDS = ("preview", "send", "run", "ingest", "rank", "check", "suppressed", "status", "history")
 
 
 def newsletter(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
