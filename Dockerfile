@@ -24,4 +24,8 @@ RUN pip install . \
 USER newsletter
 WORKDIR /data
 VOLUME ["/data/dumps", "/data/state", "/data/outbox"]
+# Healthy while the service's heartbeat (written on every dumps poll) is fresh: within three
+# polls and at least five minutes (see `newsletter status --health`).
+HEALTHCHECK --interval=60s --timeout=20s --start-period=60s --retries=3 \
+    CMD ["newsletter", "status", "--health"]
 CMD ["newsletter", "run"]
