@@ -205,7 +205,7 @@ def test_the_service_in_json_mode_logs_only_json_and_is_healthy(tmp_path: Path) 
     events = _json_lines(stderr)
     names = [e["event"] for e in events]
     assert "dump ingested" in names and "newsletter service stopped" in names
-    (next_send,) = [e for e in events if e["event"] == "next send"]
+    next_send = next(e for e in events if e["event"] == "next send")
     assert next_send["fields"]["slot"] == "UTC 23:59"  # type: ignore[index]
     assert str(next_send["fields"]["at"]).endswith("T23:59:00+00:00")  # type: ignore[index]
     assert any(str(e["logger"]).startswith("apscheduler") for e in events)  # -v lets them speak
