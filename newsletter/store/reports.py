@@ -1,6 +1,6 @@
 """Reports: what `status` and `history` read, and the service's heartbeat.
 
-Read-only queries over dumps, papers, the ledger, suppressions and unsubscribes, plus the one
+Read-only queries over dumps, papers, the ledger and unsubscribes, plus the one
 named value the service writes on every poll (`service_state` row "heartbeat"), so that
 `newsletter status --health` can tell a running service from a stopped or stuck one.
 """
@@ -21,7 +21,6 @@ from newsletter.store.schema import (
     dumps,
     papers,
     service_state,
-    suppressions,
     unsubscribes,
 )
 
