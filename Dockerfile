@@ -26,4 +26,8 @@ WORKDIR /data
 VOLUME ["/data/dumps", "/data/state", "/data/outbox"]
 # `newsletter serve --host 0.0.0.0` (or `run` with NEWSLETTER_SERVE=true) answers the digest's links here.
 EXPOSE 8000
+# Healthy while the service's heartbeat (written on every dumps poll) is fresh: within three
+# polls and at least five minutes (see `newsletter status --health`).
+HEALTHCHECK --interval=60s --timeout=20s --start-period=60s --retries=3 \
+    CMD ["newsletter", "status", "--health"]
 CMD ["newsletter", "run"]

@@ -9,40 +9,62 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sys
 import webbrowser
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date
+from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Annotated, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
-from rich.logging import RichHandler
 from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperGroup
 
 from email_validator import EmailNotValidError, validate_email
 
 from newsletter import ingest as ingesting, pipeline, semantic
 from newsletter.day import send_copy
-from newsletter.runtime import Runtime, semantic_encoder, semantic_model
 from newsletter.errors import ConfigError, DumpError, NewsletterError
+from newsletter.logs import CLI_LOGGER, StderrToLog, configure_logging, fields
 from newsletter.models import Outcome, OutcomeStatus, Paper
-from newsletter.settings import Settings, load_settings
+from newsletter.reporting import plural
+from newsletter.runtime import Runtime, semantic_encoder, semantic_model
+from newsletter.settings import Settings, load_settings, requested_log_format
 from newsletter.smtp_check import check_smtp
 from newsletter.store import Store
+from newsletter.store.base import shown as shown_url
 from newsletter.subscribers import Subscriber, SubscriberList, load_subscribers
 
+VERBOSE_FLAGS = ("-v", "--verbose")
+
+
+class _VerboseAnywhere(TyperGroup):
+    """Accept `-v` after the subcommand too (`newsletter send -v`), as a newcomer types it."""
+
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+        end = args.index("--") if "--" in args else len(args)
+        flags = [a for a in args[:end] if a in VERBOSE_FLAGS]
+        rest = [a for a in args[:end] if a not in VERBOSE_FLAGS]
+        return super().parse_args(ctx, flags + rest + args[end:])
+
+
 app = typer.Typer(
+    cls=_VerboseAnywhere,
     help="Turn daily dumps of research-paper listings into a personal email digest per subscriber.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain help: Rich markup ate "[test]" and "[default: ...]" and showed flags as <bool>.
+    rich_markup_mode=None,
 )
-console = Console(stderr=True)
+# soft_wrap: a line is never folded at 80 columns when stderr is a file or a pipe.
+console = Console(stderr=True, soft_wrap=True)
 out = Console()
 T = TypeVar("T")
 
@@ -64,15 +86,22 @@ def _operator_errors() -> Iterator[None]:
         _fail(str(exc))
 
 
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        out.print(f"newsletter {package_version('newsletter')}", highlight=False)
+        raise typer.Exit()
+
+
 @app.callback()
 def main(
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Log each step, and the libraries' own messages.")
+    ] = False,
+    version: Annotated[
+        bool, typer.Option("--version", help="Print the version and exit.", callback=_print_version, is_eager=True)
+    ] = False,
 ) -> None:
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(message)s",
-        handlers=[RichHandler(console=console, show_path=False, show_time=verbose)],
-    )
+    configure_logging(verbose=verbose, log_format=requested_log_format())  # type: ignore[arg-type]
 
 
 def _settings() -> Settings:
@@ -119,7 +148,7 @@ def _ingest(runtime: Runtime, path: Path | None = None) -> ingesting.IngestRepor
         console.print(f"[yellow]Warning:[/] {escape(line)}", highlight=False, soft_wrap=True)
     console.print(
         f"Dumps: {len(report.ingested)} ingested, {report.unchanged} unchanged, "
-        f"{len(report.rejected)} set aside; {report.new_papers} new papers "
+        f"{len(report.rejected)} set aside; {plural(report.new_papers, 'new paper')} "
         f"({store.paper_count()} stored).",
         highlight=False,
     )
@@ -183,6 +212,7 @@ def preview(
     settings = _settings()
     chosen = _subscribers(settings, subscriber)
     target = out_dir or settings.preview_dir
+    _writable_folder(target, "--out" if out_dir else "NEWSLETTER_PREVIEW_DIR")
     with _operator_errors():
         runtime = Runtime(settings)
         _ingest(runtime)
@@ -194,6 +224,22 @@ def preview(
     out.print(f"Open {escape(rendered[0])} in a browser to read it." if rendered else "Nothing to preview.")
     if open_browser and rendered:
         webbrowser.open(Path(rendered[0]).resolve().as_uri())
+
+
+def _writable_folder(path: Path, named_by: str) -> None:
+    """Create `path` if needed and check a file can be written there, else one Error line."""
+    if path.exists() and not path.is_dir():
+        _fail(f"{path} ({named_by}) is a file, not a folder; name a folder for the rendered files")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".newsletter-write-check-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        _fail(
+            f"cannot write to the folder {path} ({named_by}): {exc.strerror or exc}; "
+            f"choose a folder you can write to"
+        )
 
 
 @app.command()
@@ -354,7 +400,7 @@ def rank(
         ]
         sys.stdout.write(json.dumps(items, ensure_ascii=False, indent=2) + "\n")
         return
-    table = Table(title=f"{len(ranked)} matching papers", title_justify="left")
+    table = Table(title=f"{plural(len(ranked), 'matching paper')}", title_justify="left")
     for column in ("#", "score", "picked", "title", "matched"):
         table.add_column(column, overflow="fold")
     for position, r in enumerate(ranked, start=1):
@@ -450,8 +496,9 @@ def check(
 ) -> None:
     """Validate settings, the subscribers file and the dumps; exit 1 on any problem."""
     settings = _settings()
-    out.print(f"Settings: ok (transport: {'SMTP ' + str(settings.smtp_host) if settings.uses_smtp else 'outbox ' + str(settings.outbox_dir)})")
-    failed = False
+    out.print("Settings: ok")
+    out.print(f"Transport: {escape(_transport(settings))}", highlight=False, soft_wrap=True)
+    failed = not _check_database(settings)
     try:
         chosen = _subscribers(settings, None, strict=True)
         out.print(f"Subscribers: {len(chosen)} valid in {settings.subscribers_file}")
@@ -459,24 +506,58 @@ def check(
         failed = True
     files = ingesting.dump_files(settings.dumps_dir)
     if not settings.dumps_dir.exists():
-        console.print(f"[red]Dumps:[/] folder {settings.dumps_dir} does not exist (NEWSLETTER_DUMPS_DIR)")
+        _problem("Dumps", f"folder {settings.dumps_dir} does not exist (NEWSLETTER_DUMPS_DIR)")
         failed = True
     for file in files:
         try:
             parsed = ingesting.read_dump(file)
         except NewsletterError as exc:
-            console.print(f"[red]Dump:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            _problem("Dump", str(exc))
             failed = True
             continue
         for issue in parsed.issues:
             console.print(f"[yellow]Dump:[/] {escape(str(file))}:{issue.line}: {escape(issue.reason)}", highlight=False)
-    out.print(f"Dumps: {len(files)} files in {settings.dumps_dir}")
+    out.print(f"Dumps: {plural(len(files), 'file')} in {settings.dumps_dir}")
     failed = not _check_ranking(settings) or failed
     if smtp:
         failed = not _check_smtp(settings) or failed
     if failed:
         raise typer.Exit(1)
     out.print("All good.")
+
+
+def _problem(label: str, message: str) -> None:
+    """A failed check: a red `Label: message` line, or an error event in JSON log mode."""
+    if isinstance(sys.stderr, StderrToLog):
+        logging.getLogger(CLI_LOGGER).error(message, extra=fields(check=label.lower()))
+        return
+    console.print(f"[red]{label}:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def _transport(settings: Settings) -> str:
+    """Which way digests will go, in words."""
+    if settings.uses_smtp:
+        login = f", as {settings.smtp_username}" if settings.smtp_username else ""
+        return f"SMTP {settings.smtp_host}:{settings.smtp_port} ({settings.smtp_security}{login})"
+    return (
+        f"outbox folder {settings.outbox_dir} (.eml files; nothing is mailed until "
+        "NEWSLETTER_SMTP_HOST is set)"
+    )
+
+
+def _check_database(settings: Settings) -> bool:
+    """Open the database (creating its tables) and check a write would succeed."""
+    try:
+        store = Store(settings.database_url)
+        try:
+            store.check_writable()
+        finally:
+            store.close()
+    except ConfigError as exc:
+        _problem("Database", str(exc))
+        return False
+    out.print(f"Database: ok ({escape(shown_url(settings.database_url))}, writable)", highlight=False, soft_wrap=True)
+    return True
 
 
 def _check_ranking(settings: Settings) -> bool:
@@ -490,7 +571,7 @@ def _check_ranking(settings: Settings) -> bool:
     try:
         dimensions = encoder.dimension
     except ConfigError as exc:
-        console.print(f"[red]Ranking:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        _problem("Ranking", str(exc))
         return False
     out.print(f"Ranking: hybrid (model {escape(encoder.model)} loaded, {dimensions} dimensions)")
     return True
@@ -498,7 +579,7 @@ def _check_ranking(settings: Settings) -> bool:
 
 def _check_smtp(settings: Settings) -> bool:
     if not settings.uses_smtp:
-        console.print("[red]SMTP:[/] NEWSLETTER_SMTP_HOST is not set; digests go to the outbox folder")
+        _problem("SMTP", "NEWSLETTER_SMTP_HOST is not set; digests go to the outbox folder")
         return False
     steps = asyncio.run(check_smtp(settings))
     for step in steps:
@@ -577,3 +658,7 @@ def resubscribe(email: Annotated[str, typer.Argument(help="The address to mail a
         out.print(f"{address} is subscribed again: it gets the next digest.", highlight=False, markup=False)
     else:
         out.print(f"{address} had not unsubscribed; nothing changed.", highlight=False, markup=False)
+
+
+# `status` and `history` live in their own module; importing it registers them on `app`.
+from newsletter import cli_reports  # noqa: E402,F401

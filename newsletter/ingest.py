@@ -25,6 +25,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 from newsletter.errors import DumpError
+from newsletter.logs import fields
 from newsletter.models import ParsedDump
 from newsletter.sources import fallback_date_for, parse_dump
 from newsletter.sources.dates import capture_date
@@ -149,7 +150,7 @@ def ingest_dumps(
         try:
             parsed = read_dump(file, content)
         except DumpError as exc:
-            log.error("dump set aside: %s", exc)
+            log.error("dump set aside", extra=fields(path=str(file), why=exc.reason, line=exc.line))
             report.rejected.append(_put_aside(store, file, digest, exc, watched, now(), report))
             continue
         for issue in parsed.issues:
@@ -164,7 +165,7 @@ def ingest_dumps(
         if watched:  # a file set aside earlier came back fixed: its error file is stale
             (file.parent / REJECTED_DIR / f"{file.name}{ERROR_SUFFIX}").unlink(missing_ok=True)
         report.ingested.append((str(file), len(parsed.papers), new))
-        log.info("ingested %s: %d papers, %d new", file, len(parsed.papers), new)
+        log.info("dump ingested", extra=fields(path=str(file), format=parsed.format, papers=len(parsed.papers), new=new))
     for waiting in report.pending:
         log.info("next poll: %s", waiting)
     return report

@@ -1,6 +1,7 @@
 """Pacing: how fast messages may start, shared by every SMTP connection of a run.
 
-    Pacer.wait()        before each attempt: returns when this attempt may start
+    Pacer.wait()        before each attempt: returns (the start time it reserved) when this
+                        attempt may start
     Pacer.slow_down()   the server pushed back (421, 454 "rate exceeded"): halve the pace
     Pacer.succeeded()   a message went through; after a calm streak the pace recovers
 
@@ -40,8 +41,8 @@ class Pacer:
         self._next_start = 0.0
         self._calm = 0
 
-    async def wait(self) -> None:
-        """Reserve the next start slot and sleep until it comes.
+    async def wait(self) -> float:
+        """Reserve the next start slot, sleep until it comes, and return it (clock time).
 
         The slot is reserved before sleeping, with no await in between, so concurrent
         callers on one event loop get distinct slots `interval` apart.
@@ -51,6 +52,7 @@ class Pacer:
         self._next_start = start + self.interval
         if start > now:
             await self._sleep(start - now)
+        return start
 
     def slow_down(self) -> None:
         """Double the interval between starts (from at least THROTTLED_MIN_INTERVAL)."""

@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from types import FrameType
 from zoneinfo import ZoneInfo
 
+from apscheduler.events import EVENT_JOB_ADDED, EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, JobEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
@@ -33,6 +34,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from newsletter.ingest import WATCH_SETTLE_SECONDS
 from newsletter.errors import NewsletterError
 from newsletter.runtime import Runtime
+from newsletter.logs import fields
 from newsletter.settings import Settings, parse_send_at
 from newsletter.subscribers import Subscriber
 
@@ -103,14 +105,26 @@ class Service:
             log.warning("subscriber skipped: %s", problem)
         return list(loaded.subscribers)
 
-    def ingest(self) -> None:
+    def beat(self) -> None:
+        """Tell `newsletter status --health` that the service is alive."""
         try:
-            self.store.set_state("heartbeat", datetime.now(UTC).isoformat())
-            report = self.runtime.ingest(settle_seconds=WATCH_SETTLE_SECONDS)
-            for path, papers, new in report.ingested:
-                log.info("dump ingested: %s (%d papers, %d new)", path, papers, new)
-            for reason in report.rejected:
-                log.warning("dump set aside: %s", reason)
+            self.store.beat(datetime.now(UTC))
+        except NewsletterError as exc:
+            log.error("heartbeat not recorded: %s", exc)
+
+    def log_next_send(self, event: JobEvent) -> None:
+        """After a send job is added or has run: when that slot sends next."""
+        if not event.job_id.startswith("send "):
+            return
+        job = self.scheduler.get_job(event.job_id)
+        if job is not None and job.next_run_time is not None:
+            slot = event.job_id.removeprefix("send ")
+            log.info("next send", extra=fields(slot=slot, at=job.next_run_time.isoformat()))
+
+    def ingest(self) -> None:
+        self.beat()
+        try:
+            self.runtime.ingest(settle_seconds=WATCH_SETTLE_SECONDS)  # logs each dump ingested or set aside
             self.reconcile(self._subscribers())
         except NewsletterError as exc:
             log.error("ingest: %s", exc)
@@ -182,11 +196,16 @@ class Service:
             self.retry_round, IntervalTrigger(seconds=retry_every), id=RETRY_JOB, name=RETRY_JOB,
         )
 
+        stopping: list[int] = []
+
         def stop(signum: int, _frame: FrameType | None) -> None:
             log.warning("received %s: finishing in-flight work, then stopping",
                         signal.Signals(signum).name)
-            self.scheduler.shutdown(wait=True)
+            stopping.append(signum)
+            if self.scheduler.running:  # else: asked before it started; it will not start
+                self.scheduler.shutdown(wait=True)
 
+        self.scheduler.add_listener(self.log_next_send, EVENT_JOB_ADDED | EVENT_JOB_EXECUTED | EVENT_JOB_ERROR)
         web = None
         if getattr(self.settings, "serve", False):
             from newsletter.web.server import serve_in_thread
@@ -197,7 +216,8 @@ class Service:
         signal.signal(signal.SIGINT, stop)
         log.info("newsletter service started: %d send times; Ctrl-C to stop", len(groups))
         try:
-            self.scheduler.start()
+            if not stopping:
+                self.scheduler.start()
         finally:
             if web is not None:
                 web.stop()

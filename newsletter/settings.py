@@ -2,12 +2,16 @@
 
 One `Settings` object is built at the edge (CLI, scheduler) and passed down; core functions
 take plain arguments. Contradictory settings are rejected here, at load time, with a message
-that names the variable to change.
+that names the variable to change. A `NEWSLETTER_*` name that is not a setting (a typo in the
+environment or in `.env`) is an error naming the closest real one: silently ignoring it would
+leave the operator believing it took effect.
 """
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
+import os
 import re
 from pathlib import Path
 from typing import Literal
@@ -22,6 +26,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from dotenv import dotenv_values
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from newsletter.errors import ConfigError
@@ -29,6 +34,7 @@ from newsletter.links import LinkSettings
 from newsletter.signing import DkimKey, check_dns_name, read_private_key
 
 ENV_PREFIX = "NEWSLETTER_"
+ENV_FILE = ".env"
 SEND_AT_PATTERN = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 IMPLICIT_TLS_PORT = 465
 MIN_SECRET_LENGTH = 16
@@ -59,7 +65,7 @@ class Settings(BaseSettings):
     """Everything the operator can set. Names map to `NEWSLETTER_<NAME>` variables."""
 
     model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, env_file=".env", env_file_encoding="utf-8", extra="ignore"
+        env_prefix=ENV_PREFIX, env_file=ENV_FILE, env_file_encoding="utf-8", extra="ignore"
     )
 
     dumps_dir: Path = Path("dumps")
@@ -104,15 +110,19 @@ class Settings(BaseSettings):
     timezone: str = "UTC"
     max_papers: int = Field(default=10, ge=1, le=100)
     poll_seconds: int = Field(default=60, ge=1)
-    # Deferred delivery, like a mail queue: the next try after RETRY_MIN_SECONDS, doubling up
-    # to RETRY_MAX_SECONDS, until RETRY_LIFETIME_HOURS after the digest was first planned.
-    retry_min_seconds: float = Field(default=300, gt=0)
-    retry_max_seconds: float = Field(default=3600, gt=0)
+    # Deferred delivery (issue 11): a digest that meets a transient failure is retried with
+    # exponential backoff from RETRY_MIN_SECONDS up to RETRY_MAX_SECONDS between attempts,
+    # until RETRY_LIFETIME_HOURS after its send time; then it is marked failed ("expired").
+    retry_min_seconds: int = Field(default=300, gt=0)
+    retry_max_seconds: int = Field(default=3600, gt=0)
     retry_lifetime_hours: float = Field(default=12, gt=0)
-    # A send slot missed while the service was down is caught up at start within this window.
+    # A send time missed while the service was down is caught up once if the service starts
+    # within this many hours after it; 0 never catches up.
     catch_up_hours: float = Field(default=6, ge=0)
+    # text: one plain line per event (Rich only on a terminal); json: one JSON object per line.
+    log_format: Literal["text", "json"] = "text"
     # Processes that plan and compose digests beside the sending one (big lists only);
-    # unset: one per core.
+    # unset: one per core but one.
     workers: int | None = Field(default=None, ge=0, le=64)
     # A sentence-transformers model name or local folder for the hybrid ranker, used when the
     # `semantic` extra is installed; "off" (or empty) ranks lexically even then.
@@ -166,14 +176,15 @@ class Settings(BaseSettings):
             raise ValueError(
                 "port 465 speaks implicit TLS: set NEWSLETTER_SMTP_SECURITY=tls (or use port 587)"
             )
+        if self.retry_min_seconds > self.retry_max_seconds:
+            raise ValueError(
+                f"NEWSLETTER_RETRY_MIN_SECONDS ({self.retry_min_seconds}) is more than "
+                f"NEWSLETTER_RETRY_MAX_SECONDS ({self.retry_max_seconds}); the first wait cannot "
+                "exceed the longest one"
+            )
         if self.smtp_ca_file is not None and not self.smtp_ca_file.is_file():
             raise ValueError(f"NEWSLETTER_SMTP_CA_FILE {self.smtp_ca_file} does not exist")
         self._check_link_key()
-        if self.retry_min_seconds > self.retry_max_seconds:
-            raise ValueError(
-                "NEWSLETTER_RETRY_MIN_SECONDS is more than NEWSLETTER_RETRY_MAX_SECONDS; the backoff "
-                "starts at the first and stops growing at the second"
-            )
         self._check_unsubscribe()
         self._check_public_url()
         self._load_dkim_key()
@@ -300,8 +311,67 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def setting_names() -> list[str]:
+    """Every `NEWSLETTER_*` variable name the operator can set."""
+    return sorted(ENV_PREFIX + name.upper() for name in Settings.model_fields)
+
+
+def check_names(names: dict[str, str], known: list[str] | None = None) -> None:
+    """Raise ConfigError for the first name (found where `names` says) that is not a setting.
+
+    `names` maps each `NEWSLETTER_*` name to where it was found ("the environment", ".env:3").
+    Names compare case-insensitively, as pydantic-settings reads them.
+    """
+    known = known if known is not None else setting_names()
+    for name, where in names.items():
+        upper = name.upper()
+        if upper in known:
+            continue
+        # Compare what follows the prefix: the shared prefix would make anything look close.
+        suffixes = [k.removeprefix(ENV_PREFIX) for k in known]
+        close = difflib.get_close_matches(upper.removeprefix(ENV_PREFIX), suffixes, n=1, cutoff=0.6)
+        hint = (
+            f"did you mean {ENV_PREFIX}{close[0]}?" if close
+            else "see the README for the settings there are"
+        )
+        raise ConfigError(f"unknown setting {name} in {where}: {hint}")
+
+
+def _names_in_use(env_file: Path) -> dict[str, str]:
+    found: dict[str, str] = {}
+    if env_file.is_file():
+        try:
+            lines = env_file.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read {env_file}: {exc}") from None
+        keys = {key.upper() for key in dotenv_values(env_file)}
+        for number, line in enumerate(lines, start=1):
+            key = line.strip().removeprefix("export ").split("=", 1)[0].strip()
+            if key.upper().startswith(ENV_PREFIX) and key.upper() in keys:
+                found.setdefault(key, f"{env_file}:{number}")
+    for name in sorted(os.environ):
+        if name.upper().startswith(ENV_PREFIX):
+            found[name] = "the environment"
+    return found
+
+
+def requested_log_format() -> str:
+    """NEWSLETTER_LOG_FORMAT as set (environment first, then .env), read before the settings
+    are validated, so that even an invalid-settings error is written in the chosen format."""
+    name = ENV_PREFIX + "LOG_FORMAT"
+    value = next((v for k, v in os.environ.items() if k.upper() == name), None)
+    if value is None and Path(ENV_FILE).is_file():
+        try:
+            found = {k.upper(): v for k, v in dotenv_values(ENV_FILE).items()}
+        except (OSError, UnicodeDecodeError):
+            found = {}
+        value = found.get(name)
+    return "json" if (value or "").strip().lower() == "json" else "text"
+
+
 def load_settings(**overrides: object) -> Settings:
     """Build settings from the environment, turning validation errors into one ConfigError."""
+    check_names(_names_in_use(Path(ENV_FILE)))
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:

@@ -12,7 +12,10 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-COMMANDS = ("preview", "send", "run", "ingest", "rank", "parse", "check", "suppressed", "serve", "unsubscribe", "resubscribe", "resend")
+COMMANDS = (
+    "preview", "send", "run", "ingest", "rank", "parse", "check", "suppressed", "serve", "unsubscribe",
+    "resubscribe", "resend", "status", "history",
+)
 
 
 def newsletter(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:

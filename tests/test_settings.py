@@ -124,3 +124,59 @@ def test_the_older_secret_name_is_the_same_key(monkeypatch: pytest.MonkeyPatch) 
     assert (settings.serve_host, settings.serve_port) == ("127.0.0.1", 8000)
     assert LINK_KEY not in repr(settings) and LINK_KEY not in repr(settings.link_settings)
     assert load_settings(secret_key=LINK_KEY, unsubscribe_secret=LINK_KEY).link_key == LINK_KEY
+
+
+# unknown names (issue 11: a misspelled setting was silently ignored) -------------------------
+def test_an_unknown_variable_in_the_environment_names_the_closest_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NEWSLETTER_SMTP_HOSTNAME", "mail.example.org")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert str(caught.value) == (
+        "unknown setting NEWSLETTER_SMTP_HOSTNAME in the environment: did you mean NEWSLETTER_SMTP_HOST?"
+    )
+
+
+def test_an_unknown_name_in_dotenv_gives_its_line(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("# mail\nNEWSLETTER_SMTP_HOST=mail.example.org\n\nNEWSLETTER_MAXPAPERS=4\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert str(caught.value) == "unknown setting NEWSLETTER_MAXPAPERS in .env:4: did you mean NEWSLETTER_MAX_PAPERS?"
+
+
+def test_a_name_like_no_setting_says_where_to_look(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NEWSLETTER_ZZZ", "1")
+    with pytest.raises(ConfigError, match="unknown setting NEWSLETTER_ZZZ in the environment: see the README"):
+        load_settings()
+
+
+def test_known_names_in_any_case_are_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("newsletter_max_papers", "3")
+    assert load_settings().max_papers == 3
+
+
+def test_retry_catch_up_and_log_settings_have_their_defaults() -> None:
+    settings = load_settings()
+    assert (settings.retry_min_seconds, settings.retry_max_seconds) == (300, 3600)
+    assert (settings.retry_lifetime_hours, settings.catch_up_hours) == (12, 6)
+    assert settings.log_format == "text"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"NEWSLETTER_RETRY_MIN_SECONDS": "600", "NEWSLETTER_RETRY_MAX_SECONDS": "60"},
+         "NEWSLETTER_RETRY_MIN_SECONDS (600) is more than NEWSLETTER_RETRY_MAX_SECONDS (60)"),
+        ({"NEWSLETTER_RETRY_MIN_SECONDS": "0"}, "NEWSLETTER_RETRY_MIN_SECONDS: Input should be greater than 0"),
+        ({"NEWSLETTER_RETRY_LIFETIME_HOURS": "-1"}, "NEWSLETTER_RETRY_LIFETIME_HOURS: Input should be greater than 0"),
+        ({"NEWSLETTER_CATCH_UP_HOURS": "-1"}, "NEWSLETTER_CATCH_UP_HOURS: Input should be greater than or equal to 0"),
+        ({"NEWSLETTER_LOG_FORMAT": "xml"}, "NEWSLETTER_LOG_FORMAT: Input should be 'text' or 'json'"),
+    ],
+)
+def test_bad_retry_and_log_settings_are_rejected(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], message: str
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match="invalid settings") as caught:
+        load_settings()
+    assert message in str(caught.value)

@@ -3,7 +3,8 @@
 One `Store` object over one database, assembled from parts that each own a job:
 `schema` (every table), `base` (opening the database, transactions), `papers` (dumps, papers,
 embeddings), `ledger` (the delivery ledger), `suppressions` (addresses no longer mailed),
-`choices` (what subscribers chose: unsubscribes, votes).
+`choices` (what subscribers chose: unsubscribes, votes),
+`reports` (what `status` and `history` read, and the service's heartbeat).
 """
 
 from __future__ import annotations
@@ -11,15 +12,16 @@ from __future__ import annotations
 from newsletter.store.choices import ChoicesStore, Vote
 from newsletter.store.ledger import DayLedgerStore, DaySnapshot, DeliveryEvent, DigestRecord, LedgerRow
 from newsletter.store.papers import PaperStore
+from newsletter.store.reports import DigestReport, DumpCounts, ReportStore
 from newsletter.store.schema import EMBEDDING_DTYPE, metadata
 from newsletter.store.state import StateStore
 from newsletter.store.suppressions import Suppression, SuppressionStore
 
 __all__ = [
-    "EMBEDDING_DTYPE", "DaySnapshot", "DeliveryEvent", "DigestRecord", "LedgerRow", "Store", "Suppression",
-    "Vote", "metadata",
+    "EMBEDDING_DTYPE", "DaySnapshot", "DeliveryEvent", "DigestRecord", "DigestReport", "DumpCounts", "LedgerRow",
+    "Store", "Suppression", "Vote", "metadata",
 ]
 
 
-class Store(PaperStore, DayLedgerStore, SuppressionStore, StateStore, ChoicesStore):
-    """Papers, dumps, the delivery ledger, suppressions and subscribers' choices in one database."""
+class Store(PaperStore, DayLedgerStore, SuppressionStore, StateStore, ChoicesStore, ReportStore):
+    """Papers, dumps, the delivery ledger, suppressions, choices and reports in one database."""
