@@ -1,8 +1,10 @@
-"""The store on a real SQLite file: dedup across dumps, unchanged files skipped, the ledger."""
+"""The store on a real SQLite file and a real PostgreSQL database: dedup across dumps,
+unchanged files skipped, the ledger."""
 
 from __future__ import annotations
 
 from datetime import date
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,8 +16,10 @@ from newsletter.store import Store
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return Store(f"sqlite:///{tmp_path / 'data' / 'newsletter.db'}")
+def store(database_url: str) -> Iterator[Store]:
+    store = Store(database_url)
+    yield store
+    store.close()
 
 
 def test_real_dumps_store_229_distinct_papers_and_reingest_does_nothing(
@@ -72,8 +76,8 @@ def test_candidates_are_papers_first_seen_since_the_last_digest(store: Store) ->
     assert store.candidate_ids("ada@example.org", date(2026, 11, 22)) == [new.paper_id]
 
 
-def test_the_database_survives_reopening(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'n.db'}"
+def test_the_database_survives_reopening(database_url: str) -> None:
+    url = database_url
     Store(url).add_dump(path="a", sha256="f" * 64, format="hf-text", listing_date=date(2026, 1, 2),
                         dump_papers_=[Paper(title="T", abstract="A")])
     reopened = Store(url)

@@ -1,7 +1,12 @@
-"""How the store opens a database and runs a transaction; shared by the store's parts."""
+"""How the store opens a database and runs a transaction; shared by the store's parts.
+
+Opening a store also migrates its database to the current schema (`migrate.upgrade`), so
+every command, the scheduler and `check` meet the schema the code expects.
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -9,31 +14,78 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Connection, CursorResult, Engine
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.engine import Connection, CursorResult, Engine, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
 from newsletter.errors import ConfigError
-from newsletter.store.schema import metadata, sqlite_pragmas
+from newsletter.store import migrate
+from newsletter.store.schema import sqlite_pragmas
+
+# The extra that installs each dialect's driver (pyproject.toml), for the error that names it.
+DRIVER_EXTRAS = {"postgresql": "postgres"}
+DIALECT_NAMES = {"postgresql": "PostgreSQL", "sqlite": "SQLite"}
+
+
+def safe_url(url: str) -> str:
+    """The database URL with any password masked, fit for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return re.sub(r"://([^:/@]*):[^@/]*@", r"://\1:***@", url)
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for `url`, set up the way the store needs (SQLite pragmas, its folder)."""
+    try:
+        engine = create_engine(url)
+    except ImportError as exc:  # the dialect is known, its driver is not installed
+        raise ConfigError(_missing_driver(url, exc)) from None
+    except (SQLAlchemyError, ValueError) as exc:
+        raise ConfigError(f"NEWSLETTER_DATABASE_URL {safe_url(url)!r} is not usable: {exc}") from None
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", sqlite_pragmas)
+        database = engine.url.database
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+    return engine
+
+
+def _missing_driver(url: str, exc: ImportError) -> str:
+    backend = make_url(url).get_backend_name()
+    extra = DRIVER_EXTRAS.get(backend)
+    install = f"pip install 'newsletter[{extra}]'" if extra else f"install the Python package {exc.name!r}"
+    return (
+        f"NEWSLETTER_DATABASE_URL {safe_url(url)!r} needs the {DIALECT_NAMES.get(backend, backend)} "
+        f"driver {exc.name!r}, which is not installed: {install}"
+    )
 
 
 class StoreBase:
-    """An open database with the schema in place."""
+    """An open database with the schema in place (migrated to the newest revision)."""
 
     def __init__(self, url: str) -> None:
         self.url = url
+        self.engine: Engine = make_engine(url)
         try:
-            self.engine: Engine = create_engine(url)
-        except (SQLAlchemyError, ValueError) as exc:
-            raise ConfigError(f"NEWSLETTER_DATABASE_URL {url!r} is not usable: {exc}") from None
-        if self.engine.dialect.name == "sqlite":
-            event.listen(self.engine, "connect", sqlite_pragmas)
-            database = self.engine.url.database
-            if database and database != ":memory:":
-                Path(database).parent.mkdir(parents=True, exist_ok=True)
-        try:
-            metadata.create_all(self.engine)
-        except OperationalError as exc:
-            raise ConfigError(f"cannot open the database {url!r}: {exc.orig}") from None
+            self.migration = migrate.upgrade(self.engine)
+        except DBAPIError as exc:
+            self.engine.dispose()
+            reason = " ".join(str(exc.orig).split())  # drivers write several lines
+            raise ConfigError(f"cannot open the database {safe_url(url)!r}: {reason}") from None
+
+    def server_version(self) -> str:
+        """The database server and version, e.g. "PostgreSQL 15.4" or "SQLite 3.40.1"."""
+        dialect = self.engine.dialect
+        if dialect.server_version_info is None:  # set by the first connection
+            with self.engine.connect():
+                pass
+        version = ".".join(str(part) for part in dialect.server_version_info or ())
+        return f"{DIALECT_NAMES.get(dialect.name, dialect.name)} {version}".strip()
+
+    def schema_revision(self) -> str | None:
+        """The migration revision the database is at (`migrate.head_revision()` once open)."""
+        with self.engine.connect() as connection:
+            return migrate.current_revision(connection)
 
     @contextmanager
     def _tx(self) -> Iterator[Connection]:
