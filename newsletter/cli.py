@@ -31,6 +31,7 @@ from newsletter.errors import ConfigError, NewsletterError
 from newsletter.settings import Settings, load_settings
 from newsletter.smtp_check import check_smtp
 from newsletter.store import Store
+from newsletter.store.base import safe_url
 from newsletter.subscribers import Subscriber, SubscriberList, load_subscribers
 
 app = typer.Typer(
@@ -355,12 +356,31 @@ def check(
         for issue in parsed.issues:
             console.print(f"[yellow]Dump:[/] {escape(str(file))}:{issue.line}: {escape(issue.reason)}", highlight=False)
     out.print(f"Dumps: {len(files)} files in {settings.dumps_dir}")
+    failed = not _check_store(settings) or failed
     failed = not _check_ranking(settings) or failed
     if smtp:
         failed = not _check_smtp(settings) or failed
     if failed:
         raise typer.Exit(1)
     out.print("All good.")
+
+
+def _check_store(settings: Settings) -> bool:
+    """Open the database (which migrates it, as every command does) and say what serves it."""
+    try:
+        store = Store(settings.database_url)
+    except NewsletterError as exc:
+        console.print(f"[bold red]Error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        return False
+    try:
+        out.print(
+            f"Store: {store.server_version()} at {escape(safe_url(settings.database_url))}, "
+            f"schema {store.migration.describe()}",
+            highlight=False, soft_wrap=True,
+        )
+    finally:
+        store.close()
+    return True
 
 
 def _check_ranking(settings: Settings) -> bool:
@@ -389,6 +409,23 @@ def _check_smtp(settings: Settings) -> bool:
         mark = "[green]ok[/]  " if step.ok else "[red]FAIL[/]"
         out.print(f"SMTP {mark} {step.name:<8} {escape(step.detail)} ({step.seconds * 1000:.0f} ms)", highlight=False, soft_wrap=True)
     return bool(steps) and all(step.ok for step in steps)
+
+
+@app.command()
+def migrate() -> None:
+    """Upgrade the database to this version's schema, keeping every row (commands that open
+    the database do it too; run it on its own to upgrade before starting the service)."""
+    settings = _settings()
+    with _operator_errors():
+        store = Store(settings.database_url)
+    try:
+        out.print(
+            f"Database {escape(safe_url(settings.database_url))} ({store.server_version()}): "
+            f"{store.migration.describe()}.",
+            highlight=False, soft_wrap=True,
+        )
+    finally:
+        store.close()
 
 
 @app.command()

@@ -21,9 +21,11 @@ from newsletter.errors import ConfigError
 from newsletter.store import migrate
 from newsletter.store.schema import sqlite_pragmas
 
-# The extra that installs each dialect's driver (pyproject.toml), for the error that names it.
-DRIVER_EXTRAS = {"postgresql": "postgres"}
 DIALECT_NAMES = {"postgresql": "PostgreSQL", "sqlite": "SQLite"}
+# The driver a URL without one gets: SQLAlchemy's own default for postgresql:// is psycopg2,
+# which the `postgres` extra does not install.
+DEFAULT_DRIVERS = {"postgresql": "postgresql+psycopg", "postgres": "postgresql+psycopg"}
+POSTGRES_EXTRA = "pip install 'newsletter[postgres]'"
 
 
 def safe_url(url: str) -> str:
@@ -35,9 +37,15 @@ def safe_url(url: str) -> str:
 
 
 def make_engine(url: str) -> Engine:
-    """An engine for `url`, set up the way the store needs (SQLite pragmas, its folder)."""
+    """An engine for `url`, set up the way the store needs (SQLite pragmas, its folder).
+
+    `postgresql://` and `postgres://` (the form hosting services hand out) mean psycopg 3.
+    """
     try:
-        engine = create_engine(url)
+        parsed = make_url(url)
+        if parsed.drivername in DEFAULT_DRIVERS:
+            parsed = parsed.set(drivername=DEFAULT_DRIVERS[parsed.drivername])
+        engine = create_engine(parsed)
     except ImportError as exc:  # the dialect is known, its driver is not installed
         raise ConfigError(_missing_driver(url, exc)) from None
     except (SQLAlchemyError, ValueError) as exc:
@@ -51,9 +59,14 @@ def make_engine(url: str) -> Engine:
 
 
 def _missing_driver(url: str, exc: ImportError) -> str:
-    backend = make_url(url).get_backend_name()
-    extra = DRIVER_EXTRAS.get(backend)
-    install = f"pip install 'newsletter[{extra}]'" if extra else f"install the Python package {exc.name!r}"
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "postgresql" and exc.name == "psycopg":
+        install = POSTGRES_EXTRA
+    elif backend == "postgresql":
+        install = f"install {exc.name!r}, or use postgresql+psycopg:// and {POSTGRES_EXTRA}"
+    else:
+        install = f"install the Python package {exc.name!r}"
     return (
         f"NEWSLETTER_DATABASE_URL {safe_url(url)!r} needs the {DIALECT_NAMES.get(backend, backend)} "
         f"driver {exc.name!r}, which is not installed: {install}"

@@ -9,9 +9,9 @@ time. Three kinds of database arrive here:
 - one written before migrations existed (the store's tables, no `alembic_version`): it is
   recognised by the newest change it already has, stamped at that revision, then upgraded.
 
-On PostgreSQL the whole upgrade is one transaction holding an advisory lock, so processes that
-start together (a scheduler and its workers) migrate once and the others wait, then find the
-schema current.
+The whole upgrade is one transaction holding a lock (an advisory lock on PostgreSQL, the write
+lock on SQLite), so processes that start together (a scheduler and its workers) migrate once
+and the others wait, then find the schema current.
 """
 
 from __future__ import annotations
@@ -52,6 +52,15 @@ class Migration:
     def changed(self) -> bool:
         return self.before != self.after
 
+    def describe(self) -> str:
+        """What happened, for the operator: "created at 0002", "migrated from 0001 to 0002"…"""
+        if self.before is None:
+            return f"created at revision {self.after}"
+        found = f"{self.before} (written before migrations)" if self.stamped else self.before
+        if not self.changed:
+            return f"at revision {self.after}, the newest" if not self.stamped else f"recognised as {found}"
+        return f"migrated from revision {found} to {self.after}"
+
 
 @cache
 def _scripts() -> ScriptDirectory:
@@ -85,8 +94,7 @@ def upgrade(engine: Engine) -> Migration:
     if found == head:
         return Migration(before=found, after=head)
     with engine.begin() as connection:
-        if connection.dialect.name == "postgresql":
-            connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _PG_LOCK_ID})
+        _lock(connection)
         found = current_revision(connection)  # another process may have migrated meanwhile
         stamped = None if found is not None else _pre_migration_revision(connection)
         config = _config(connection)
@@ -94,6 +102,16 @@ def upgrade(engine: Engine) -> Migration:
             command.stamp(config, stamped)
         command.upgrade(config, "head")
         return Migration(before=found or stamped, after=current_revision(connection) or head, stamped=stamped)
+
+
+def _lock(connection: Connection) -> None:
+    """Hold off other processes migrating the same database until this transaction ends."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _PG_LOCK_ID})
+    elif connection.dialect.name == "sqlite":
+        # The driver would start the transaction only at the first write, after the reads that
+        # decide what to run; IMMEDIATE takes the write lock now (others wait: busy_timeout).
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _pre_migration_revision(connection: Connection) -> str | None:
