@@ -32,7 +32,9 @@ class PostgresServer:
 
     def __init__(self, admin_url: str) -> None:
         self.admin_url = make_url(admin_url)
-        self.admin: Engine = create_engine(self.admin_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+        self.admin: Engine = create_engine(
+            self.admin_url, isolation_level="AUTOCOMMIT", poolclass=NullPool, connect_args={"connect_timeout": 5}
+        )
 
     def url(self, database: str) -> str:
         return self.admin_url.set(database=database).render_as_string(hide_password=False)
@@ -61,7 +63,8 @@ def connect_postgres() -> PostgresServer:
     except ImportError as exc:
         reason = f"the PostgreSQL driver is not installed ({exc.name}); pip install -e '.[test]'"
     except SQLAlchemyError as exc:
-        reason = f"no PostgreSQL server at {shown} (set POSTGRES_TEST_URL): {' '.join(str(exc).split())}"
+        cause = getattr(exc, "orig", None) or exc  # the driver's words, without SQLAlchemy's wrapping
+        reason = f"no PostgreSQL server at {shown} (set POSTGRES_TEST_URL): {' '.join(str(cause).split())}"
     else:
         return server
     if os.environ.get("CI"):
