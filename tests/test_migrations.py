@@ -22,8 +22,9 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import create_engine, inspect, text
 
+from newsletter.errors import ConfigError
 from newsletter.ingest import ingest_dumps
 from newsletter.store import Store, metadata
 from newsletter.store.base import make_engine
@@ -183,3 +184,14 @@ def test_the_vendored_release_store_is_the_released_code() -> None:
     if shown.returncode != 0:
         pytest.skip(f"git history with {RELEASE_COMMIT} is not available here")
     assert shown.stdout == RELEASE_STORE.read_bytes()
+
+
+def test_a_database_migrated_by_a_newer_version_is_refused_with_what_to_do(database_url: str) -> None:
+    Store(database_url).close()
+    engine = create_engine(database_url)
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    engine.dispose()
+
+    with pytest.raises(ConfigError, match="revision '9999', which this version of newsletter does not know"):
+        Store(database_url)

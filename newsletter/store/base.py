@@ -59,8 +59,9 @@ def make_engine(url: str) -> Engine:
 
 
 def _missing_driver(url: str, exc: ImportError) -> str:
-    parsed = make_url(url)
-    backend = parsed.get_backend_name()
+    backend = make_url(url).get_backend_name()
+    if exc.name is None:  # the driver is there but cannot load (psycopg: "no pq wrapper available")
+        return f"NEWSLETTER_DATABASE_URL {safe_url(url)!r}: the database driver cannot load ({exc})"
     if backend == "postgresql" and exc.name == "psycopg":
         install = POSTGRES_EXTRA
     elif backend == "postgresql":

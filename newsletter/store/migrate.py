@@ -24,8 +24,11 @@ from alembic import command
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection, Engine
+
+from newsletter.errors import ConfigError
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 BASELINE_REVISION = "0001"  # the last release before migrations (0.1.0)
@@ -82,6 +85,13 @@ def head_revision() -> str:
     return head
 
 
+def _known(revision: str) -> bool:
+    try:
+        return _scripts().get_revision(revision) is not None
+    except CommandError:  # alembic's word for "no such revision"
+        return False
+
+
 def current_revision(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
 
@@ -93,6 +103,11 @@ def upgrade(engine: Engine) -> Migration:
     head = head_revision()
     if found == head:
         return Migration(before=found, after=head)
+    if found is not None and not _known(found):
+        raise ConfigError(
+            f"the database's schema is at revision {found!r}, which this version of newsletter does not "
+            f"know (its newest is {head!r}): a newer version migrated it; install that version again"
+        )
     with engine.begin() as connection:
         _lock(connection)
         found = current_revision(connection)  # another process may have migrated meanwhile
