@@ -245,7 +245,9 @@ def test_suppressed_lists_and_clears(tmp_path: Path) -> None:
 
 # the store ---------------------------------------------------------------------------------
 # Runs the real CLI with psycopg unimportable, as on a machine without the postgres extra.
-WITHOUT_PSYCOPG = "import sys; sys.modules['psycopg'] = None; from newsletter.cli import app; app(prog_name='newsletter')"
+WITHOUT_PSYCOPG = (
+    "import sys; sys.modules['psycopg'] = None; from newsletter.cli import app; app(prog_name='newsletter')"
+)
 
 
 @pytest.mark.parametrize("command", ["check", "send", "migrate"])
@@ -283,7 +285,8 @@ def test_check_reports_the_database_and_its_schema(tmp_path: Path, database_url:
     assert first.returncode == 0, first.stderr
     server = "PostgreSQL 1" if database_url.startswith("postgresql") else "SQLite 3."
     head = head_revision()
-    assert f"Store: {server}" in first.stdout and f"at {database_url}, schema created at revision {head}" in first.stdout
+    assert f"Store: {server}" in first.stdout
+    assert f"at {database_url}, schema created at revision {head}" in first.stdout
     assert f"schema at revision {head}, the newest" in again.stdout
 
 

@@ -16,6 +16,7 @@ from datetime import date, timedelta
 from functools import cache
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 import pytest
@@ -59,7 +60,7 @@ def schema_diff(url: str) -> list[object]:
         engine.dispose()
 
 
-def write_with_the_last_release(url: str) -> dict[str, object]:
+def write_with_the_last_release(url: str) -> dict[str, Any]:
     """Papers, dumps, a sent and a refused digest, a suppression and an embedding, written by
     0.1.0's own store; returns what that store reads back."""
     old = release_store().Store(url)
@@ -99,20 +100,22 @@ def test_a_database_written_by_the_last_release_upgrades_in_place_with_nothing_l
     assert sorted(store.all_papers(), key=lambda p: p.paper_id) == before["papers"]
     assert store.dump_stats() == before["dumps"]
     ledger = store.ledger()
-    assert [{key: row[key] for key in old} for row, old in zip(ledger, before["ledger"])] == before["ledger"]  # type: ignore[arg-type]
+    assert [{key: row[key] for key in old} for row, old in zip(ledger, before["ledger"])] == before["ledger"]
     assert all(row["next_attempt_at"] is None and row["sent_at"] is None for row in ledger)
     digest = store.digest_for(ADA, DAY)
     assert digest is not None and vars(digest) == vars(before["digest"])
     assert [vars(s) for s in store.suppressions(include_pending=True)] == before["suppressions"]
     assert {who: store.candidate_ids(who, DAY + timedelta(days=1)) for who in (ADA, BOB)} == before["candidates"]
-    [(paper_id, vector)] = store.paper_embeddings("all-MiniLM-L6-v2", list(before["embedding"])).items()  # type: ignore[arg-type]
-    assert np.array_equal(vector, before["embedding"][paper_id])  # type: ignore[index]
+    [(paper_id, vector)] = store.paper_embeddings("all-MiniLM-L6-v2", list(before["embedding"])).items()
+    assert np.array_equal(vector, before["embedding"][paper_id])
     assert NEW_TABLES <= set(inspect(store.engine).get_table_names())
     assert schema_diff(database_url) == []  # the upgraded database is what a new one would be
 
     # ...and it keeps working: the next day's digest is planned and sent on the new schema.
     papers = store.candidate_ids(ADA, DAY + timedelta(days=1))
-    record = store.plan_digest(subscriber=ADA, day=DAY + timedelta(days=1), message_id="<3@news.example>", paper_ids=papers[:2])
+    record = store.plan_digest(
+        subscriber=ADA, day=DAY + timedelta(days=1), message_id="<3@news.example>", paper_ids=papers[:2]
+    )
     store.mark(record.id, "sent")
     assert store.statuses_on(DAY + timedelta(days=1)) == {ADA: "sent"}
     store.close()
@@ -149,7 +152,9 @@ def test_a_database_made_by_create_all_before_migrations_is_recognised_at_its_re
 def test_processes_opening_a_new_database_together_migrate_it_once(database_url: str) -> None:
     opener = "import sys; from newsletter.store import Store; print(Store(sys.argv[1]).migration.before)"
     processes = [
-        subprocess.Popen([sys.executable, "-c", opener, database_url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", opener, database_url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         for _ in range(4)
     ]
     results = [process.communicate(timeout=60) for process in processes]
@@ -167,7 +172,8 @@ def test_migrate_command_upgrades_a_last_release_database(database_url: str, tmp
 
     def migrate() -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "newsletter", "migrate"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+            [sys.executable, "-m", "newsletter", "migrate"],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
         )
 
     first, second = migrate(), migrate()
