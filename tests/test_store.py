@@ -3,16 +3,19 @@ unchanged files skipped, the ledger."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
 from newsletter.models import Paper
 from newsletter.ingest import ingest_dumps
 from newsletter.store import Store
+from databases import PostgresServer
 
 
 @pytest.fixture
@@ -82,3 +85,19 @@ def test_the_database_survives_reopening(database_url: str) -> None:
                         dump_papers_=[Paper(title="T", abstract="A")])
     reopened = Store(url)
     assert reopened.paper_count() == 1 and reopened.dump_seen("f" * 64)
+
+
+def test_times_read_back_are_utc_whatever_the_server_time_zone(postgres: PostgresServer) -> None:
+    with postgres.database() as url:
+        with postgres.admin.connect() as admin:  # a server set up far from UTC
+            admin.execute(text(f'ALTER DATABASE "{make_url(url).database}" SET timezone TO \'Asia/Tokyo\''))
+        store = Store(url)
+        paper = Paper(title="A paper", abstract="About things.")
+        store.add_dump(path="a.txt", sha256="9" * 64, format="hf-text", listing_date=None, dump_papers_=[paper])
+        record = store.plan_digest(subscriber="ada@example.org", day=date(2026, 11, 20), message_id="<1@x>", paper_ids=[])
+        store.mark(record.id, "sent")
+        with store.engine.connect() as db:
+            assert db.execute(text("SHOW timezone")).scalar_one() == "UTC"
+        [row] = store.ledger()
+        assert row["created_at"].utcoffset() == timedelta(0)
+        store.close()

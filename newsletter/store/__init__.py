@@ -1,8 +1,9 @@
 """The store: the only package that speaks SQL (SQLAlchemy 2 Core; SQLite by default).
 
-One `Store` object over one database, assembled from parts that each own a job:
-`schema` (every table), `base` (opening the database, transactions), `papers` (dumps, papers,
-embeddings), `ledger` (the delivery ledger), `suppressions` (addresses no longer mailed).
+One `Store` object over one database (SQLite or PostgreSQL), assembled from parts that each own
+a job: `schema` (every table), `base` (opening the database, transactions), `migrate` (bringing
+its schema to this version's, with Alembic), `papers` (dumps, papers, embeddings), `ledger` (the
+delivery ledger), `suppressions` (addresses no longer mailed).
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
 from newsletter.errors import ConfigError
 from newsletter.store import migrate
-from newsletter.store.schema import sqlite_pragmas
+from newsletter.store.schema import postgres_session, sqlite_pragmas
 
 DIALECT_NAMES = {"postgresql": "PostgreSQL", "sqlite": "SQLite"}
 # The driver a URL without one gets: SQLAlchemy's own default for postgresql:// is psycopg2,
@@ -50,6 +50,8 @@ def make_engine(url: str) -> Engine:
         raise ConfigError(_missing_driver(url, exc)) from None
     except (SQLAlchemyError, ValueError) as exc:
         raise ConfigError(f"NEWSLETTER_DATABASE_URL {safe_url(url)!r} is not usable: {exc}") from None
+    if engine.dialect.name == "postgresql":
+        event.listen(engine, "connect", postgres_session)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", sqlite_pragmas)
         database = engine.url.database
@@ -116,7 +118,7 @@ def now() -> datetime:
 
 def as_utc(value: datetime) -> datetime:
     # SQLite hands back naive datetimes; everything stored here is UTC.
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def new_id(result: CursorResult[Any]) -> int:
