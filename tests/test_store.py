@@ -87,6 +87,7 @@ def test_the_database_survives_reopening(database_url: str) -> None:
     assert reopened.paper_count() == 1 and reopened.dump_seen("f" * 64)
 
 
+@pytest.mark.postgres
 def test_times_read_back_are_utc_whatever_the_server_time_zone(postgres: PostgresServer) -> None:
     with postgres.database() as url:
         with postgres.admin.connect() as admin:  # a server set up far from UTC
