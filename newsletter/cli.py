@@ -38,7 +38,7 @@ from newsletter.runtime import Runtime, semantic_encoder, semantic_model
 from newsletter.settings import Settings, load_settings, requested_log_format
 from newsletter.smtp_check import check_smtp
 from newsletter.store import Store
-from newsletter.store.base import shown as shown_url
+from newsletter.store.base import safe_url, shown as shown_url
 from newsletter.subscribers import Subscriber, SubscriberList, load_subscribers
 
 VERBOSE_FLAGS = ("-v", "--verbose")
@@ -546,17 +546,22 @@ def _transport(settings: Settings) -> str:
 
 
 def _check_database(settings: Settings) -> bool:
-    """Open the database (creating its tables) and check a write would succeed."""
+    """Open the database (which creates or migrates its schema), say what serves it, and
+    check a write would succeed."""
     try:
         store = Store(settings.database_url)
         try:
             store.check_writable()
+            version, schema = store.server_version(), store.migration.describe()
         finally:
             store.close()
-    except ConfigError as exc:
-        _problem("Database", str(exc))
+    except NewsletterError as exc:
+        _problem("Error", str(exc))  # an operator mistake: one Error: line, as every command gives it
         return False
-    out.print(f"Database: ok ({escape(shown_url(settings.database_url))}, writable)", highlight=False, soft_wrap=True)
+    out.print(
+        f"Database: ok ({version} at {escape(shown_url(settings.database_url))}, writable; schema {schema})",
+        highlight=False, soft_wrap=True,
+    )
     return True
 
 
@@ -586,6 +591,23 @@ def _check_smtp(settings: Settings) -> bool:
         mark = "[green]ok[/]  " if step.ok else "[red]FAIL[/]"
         out.print(f"SMTP {mark} {step.name:<8} {escape(step.detail)} ({step.seconds * 1000:.0f} ms)", highlight=False, soft_wrap=True)
     return bool(steps) and all(step.ok for step in steps)
+
+
+@app.command()
+def migrate() -> None:
+    """Upgrade the database to this version's schema, keeping every row (commands that open
+    the database do it too; run it on its own to upgrade before starting the service)."""
+    settings = _settings()
+    with _operator_errors():
+        store = Store(settings.database_url)
+    try:
+        out.print(
+            f"Database {escape(safe_url(settings.database_url))} ({store.server_version()}): "
+            f"{store.migration.describe()}.",
+            highlight=False, soft_wrap=True,
+        )
+    finally:
+        store.close()
 
 
 @app.command()

@@ -1,4 +1,5 @@
-"""Shared fixtures: the real sample dumps beside the repository, and a clean environment."""
+"""Shared fixtures: the real sample dumps beside the repository, a clean environment, real
+SMTP servers, and the databases the store runs on (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -56,3 +57,21 @@ def tls_material(tmp_path: Path) -> TlsMaterial:
 def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     """Keep the real retry loop but shrink its backoff to milliseconds."""
     monkeypatch.setattr("newsletter.delivery.BACKOFF_BASE_SECONDS", 0.001)
+
+
+# Databases (tests/databases.py) ------------------------------------------------------------
+from databases import BACKENDS, PostgresServer, connect_postgres, fresh_database  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def postgres() -> PostgresServer:
+    """The PostgreSQL server tests create their databases on (skips without one; fails in CI)."""
+    return connect_postgres()
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database: a test using it runs once on SQLite and once on PostgreSQL."""
+    server = request.getfixturevalue("postgres") if request.param == "postgresql" else None
+    with fresh_database(request.param, tmp_path, server) as url:
+        yield url

@@ -14,7 +14,7 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = (
     "preview", "send", "run", "ingest", "rank", "parse", "check", "suppressed", "serve", "unsubscribe",
-    "resubscribe", "resend", "status", "history",
+    "resubscribe", "resend", "status", "history", "migrate",
 )
 
 
@@ -318,3 +318,65 @@ def test_rank_ranks_what_parses_and_reports_what_it_set_aside(tmp_path: Path) ->
     assert "Draft Trees Beat Draft Chains in Speculative Decoding" in titles
     assert len(titles) == len(set(titles))  # the same paper from two formats ranks once
     assert f"Set aside: {folder / 'no_cards.md'}:1: not a recognised dump" in result.stderr
+
+
+# the store ---------------------------------------------------------------------------------
+# Runs the real CLI with psycopg unimportable, as on a machine without the postgres extra.
+WITHOUT_PSYCOPG = (
+    "import sys; sys.modules['psycopg'] = None; from newsletter.cli import app; app(prog_name='newsletter')"
+)
+
+
+@pytest.mark.parametrize("command", ["check", "send", "migrate"])
+def test_a_postgresql_url_without_the_driver_is_one_error_line_naming_the_extra(tmp_path: Path, command: str) -> None:
+    (tmp_path / "dumps").mkdir()
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    environment.update(
+        COLUMNS="200", NO_COLOR="1",
+        NEWSLETTER_DATABASE_URL="postgresql+psycopg://newsletter:s3cret@db.example/newsletter",
+        NEWSLETTER_SUBSCRIBERS_FILE=str(REPO_ROOT / "subscribers.example.yaml"),
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", WITHOUT_PSYCOPG, command], cwd=tmp_path, env=environment,
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "Error: NEWSLETTER_DATABASE_URL 'postgresql+psycopg://newsletter:***@db.example/newsletter' needs the "
+        "PostgreSQL driver 'psycopg', which is not installed: pip install 'newsletter[postgres]'"
+    )
+    assert "s3cret" not in result.stdout + result.stderr
+
+
+def test_check_reports_the_database_and_its_schema(tmp_path: Path, database_url: str) -> None:
+    from newsletter.store.migrate import head_revision
+
+    env = {
+        "NEWSLETTER_SUBSCRIBERS_FILE": str(REPO_ROOT / "subscribers.example.yaml"),
+        "NEWSLETTER_DUMPS_DIR": str(REPO_ROOT / "examples" / "dumps"),
+        "NEWSLETTER_DATABASE_URL": database_url,
+    }
+    first = newsletter("check", cwd=tmp_path, **env)
+    again = newsletter("check", cwd=tmp_path, **env)
+
+    assert first.returncode == 0, first.stderr
+    server = "PostgreSQL 1" if database_url.startswith("postgresql") else "SQLite 3."
+    head = head_revision()
+    assert f"Database: ok ({server}" in first.stdout
+    assert f"at {database_url}, writable; schema created at revision {head}" in first.stdout
+    assert f"schema at revision {head}, the newest" in again.stdout
+
+
+def test_check_fails_on_a_database_it_cannot_reach(tmp_path: Path) -> None:
+    from smtp_servers import free_port
+
+    url = f"postgresql+psycopg://newsletter:s3cret@127.0.0.1:{free_port()}/newsletter"
+    result = newsletter(
+        "check", cwd=tmp_path, NEWSLETTER_DATABASE_URL=url,
+        NEWSLETTER_SUBSCRIBERS_FILE=str(REPO_ROOT / "subscribers.example.yaml"),
+        NEWSLETTER_DUMPS_DIR=str(REPO_ROOT / "examples" / "dumps"),
+    )
+    assert result.returncode == 1
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"Error: cannot use the database {url.replace('s3cret', '***')}: connection failed")
+    assert "Connection refused" in line and "Traceback" not in result.stderr and "All good." not in result.stdout

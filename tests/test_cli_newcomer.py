@@ -100,11 +100,14 @@ def test_check_names_the_outbox_transport_and_opens_the_database(tmp_path: Path)
     result = newsletter("check", cwd=tmp_path, **EXAMPLE_ENV)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[:3] == [
+    assert lines[:2] == [
         "Settings: ok",
         "Transport: outbox folder outbox (.eml files; nothing is mailed until NEWSLETTER_SMTP_HOST is set)",
-        "Database: ok (sqlite:///newsletter.db, writable)",
     ]
+    assert re.fullmatch(
+        r"Database: ok \(SQLite 3\.[0-9.]+ at sqlite:///newsletter\.db, writable; schema created at revision \w+\)",
+        lines[2],
+    ), lines[2]
     assert "Dumps: 3 files in" in result.stdout
     assert (tmp_path / "newsletter.db").is_file()  # created, with its schema
 
@@ -131,7 +134,7 @@ def test_check_rejects_a_file_that_is_not_a_database(tmp_path: Path) -> None:
     code, stderr = _check_database(tmp_path, "sqlite:///notes.db")
     assert code == 1
     assert stderr == (
-        "Database: cannot use the database sqlite:///notes.db: file is not a database; "
+        "Error: cannot use the database sqlite:///notes.db: file is not a database; "
         "NEWSLETTER_DATABASE_URL points at a file that is not a newsletter database; point it at a new path\n"
     )
 
@@ -141,7 +144,7 @@ def test_check_rejects_a_folder_it_cannot_write(tmp_path: Path, unwritable_dir: 
     code, stderr = _check_database(tmp_path, url)
     assert code == 1
     assert re.fullmatch(
-        rf"Database: cannot create the database {re.escape(url)}: (Permission denied|Operation not permitted) "
+        rf"Error: cannot create the database {re.escape(url)}: (Permission denied|Operation not permitted) "
         rf"\({re.escape(str(unwritable_dir))}/state\); make its folder writable or point "
         r"NEWSLETTER_DATABASE_URL somewhere that is\n",
         stderr,
@@ -153,7 +156,7 @@ def test_check_rejects_a_database_file_it_cannot_create(tmp_path: Path, unwritab
     code, stderr = _check_database(tmp_path, url)
     assert code == 1
     assert stderr == (
-        f"Database: cannot use the database {url}: unable to open database file; make the file and its "
+        f"Error: cannot use the database {url}: unable to open database file; make the file and its "
         "folder writable by this user, or point NEWSLETTER_DATABASE_URL elsewhere\n"
     )
 
@@ -168,9 +171,8 @@ def test_check_names_the_postgres_extra_for_a_missing_driver(tmp_path: Path) -> 
     code, stderr = _check_database(tmp_path, "postgresql://news:s3cret@db.example.org/news")
     assert code == 1
     assert stderr == (
-        "Database: NEWSLETTER_DATABASE_URL postgresql://news:***@db.example.org/news needs a database driver "
-        "that is not installed (No module named 'psycopg'); install the PostgreSQL driver with: "
-        "pip install 'newsletter[postgres]'\n"
+        "Error: NEWSLETTER_DATABASE_URL 'postgresql+psycopg://news:***@db.example.org/news' needs the PostgreSQL "
+        "driver 'psycopg', which is not installed: pip install 'newsletter[postgres]'\n"
     )
 
 

@@ -1,9 +1,10 @@
-"""The pipeline end to end: real dumps into a real SQLite file, digests to a real SMTP server.
+"""The pipeline end to end: real dumps into a real database, digests to a real SMTP server.
 
-Nothing is mocked. The four captures in ../shared/dumps are ingested into `n.db` under
-tmp_path, subscribers come from a YAML file written here, and `send_digests` delivers through
-`make_transport(settings)` to an aiosmtpd server on loopback (tests/smtpd.py), whose recorded
-messages are what the assertions read, next to the ledger rows in the database.
+Nothing is mocked. The four captures in ../shared/dumps are ingested into a SQLite file under
+tmp_path (and, in a second run of each test, a fresh PostgreSQL database), subscribers come
+from a YAML file written here, and `send_digests` delivers through `make_transport(settings)`
+to an aiosmtpd server on loopback (tests/smtpd.py), whose recorded messages are what the
+assertions read, next to the ledger rows in the database.
 """
 
 from __future__ import annotations
@@ -121,8 +122,9 @@ NEW_TITLES = {
 
 # fixtures ----------------------------------------------------------------------------------
 @pytest.fixture
-def store(tmp_path: Path):
-    store = Store(f"sqlite:///{tmp_path}/n.db")
+def store(database_url: str):
+    """The store on SQLite, then on PostgreSQL: the ledger must behave the same on both."""
+    store = Store(database_url)
     yield store
     store.close()
 

@@ -1,8 +1,9 @@
 """A run of digests under load and faults: pool, rate limit, throttling, error budget, suppression.
 
-Real parts only: the shared dumps in a real SQLite file (ingested once, copied per test), and
-aiosmtpd servers on loopback that answer 550, 421/454 or slowly when told to. The assertions
-read what the server recorded and what the ledger says.
+Real parts only: the shared dumps in a real SQLite file and in a real PostgreSQL database
+(ingested once per backend, copied per test), and aiosmtpd servers on loopback that answer 550,
+421/454 or slowly when told to. The assertions read what the server recorded and what the
+ledger says.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from newsletter.ingest import ingest_dumps
 from newsletter import pipeline
@@ -27,33 +29,56 @@ from newsletter.store import Store
 from newsletter.day import DayReport
 from newsletter.subscribers import Subscriber
 from test_pacing import VirtualClock, busiest_window
+from databases import BACKENDS, PostgresServer
 from smtp_servers import CLIENT_FROM, SmtpServer, free_port, smtp_settings, starttls_server, starttls_settings
 
 FROM_ADDRESS = CLIENT_FROM
 NOW = datetime(2026, 4, 16, 7, 0, tzinfo=UTC)
 
 
-@pytest.fixture(scope="module")
-def seeded_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The real dumps ingested once; each test works on its own copy."""
+@pytest.fixture(scope="module", params=BACKENDS)
+def seeded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """The real dumps ingested once per backend: (backend, SQLite file or PostgreSQL database)."""
     from conftest import SHARED_DUMPS
 
     if not SHARED_DUMPS.is_dir():
         pytest.skip(f"real dumps not found at {SHARED_DUMPS}")
-    path = tmp_path_factory.mktemp("seed") / "seed.db"
-    store = Store(f"sqlite:///{path}")
+    if request.param == "sqlite":
+        path = tmp_path_factory.mktemp("seed") / "seed.db"
+        url = f"sqlite:///{path}"
+        _ingest_into(url)
+        yield "sqlite", str(path)
+        return
+    server: PostgresServer = request.getfixturevalue("postgres")
+    with server.database() as url:
+        _ingest_into(url)
+        yield "postgresql", make_url(url).database  # type: ignore[misc]
+
+
+def _ingest_into(url: str) -> None:
+    from conftest import SHARED_DUMPS
+
+    store = Store(url)
     ingest_dumps(store, SHARED_DUMPS)
     store.close()
-    return path
 
 
 @pytest.fixture
-def store(seeded_db: Path, tmp_path: Path) -> Iterator[Store]:
-    path = tmp_path / "n.db"
-    shutil.copy(seeded_db, path)
-    store = Store(f"sqlite:///{path}")
-    yield store
-    store.close()
+def store(seeded: tuple[str, str], request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """A copy of the seeded database of its own for each test."""
+    backend, seed = seeded
+    if backend == "sqlite":
+        path = tmp_path / "n.db"
+        shutil.copy(seed, path)
+        store = Store(f"sqlite:///{path}")
+        yield store
+        store.close()
+        return
+    server: PostgresServer = request.getfixturevalue("postgres")
+    with server.database(template=seed) as url:
+        store = Store(url)
+        yield store
+        store.close()
 
 
 def readers(count: int, *, keywords: tuple[str, ...] = ("reasoning",)) -> list[Subscriber]:

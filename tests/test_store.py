@@ -1,21 +1,28 @@
-"""The store on a real SQLite file: dedup across dumps, unchanged files skipped, the ledger."""
+"""The store on a real SQLite file and a real PostgreSQL database: dedup across dumps,
+unchanged files skipped, the ledger."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
 from newsletter.models import Paper
 from newsletter.ingest import ingest_dumps
 from newsletter.store import Store
+from databases import PostgresServer
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return Store(f"sqlite:///{tmp_path / 'data' / 'newsletter.db'}")
+def store(database_url: str) -> Iterator[Store]:
+    store = Store(database_url)
+    yield store
+    store.close()
 
 
 def test_real_dumps_store_229_distinct_papers_and_reingest_does_nothing(
@@ -72,9 +79,26 @@ def test_candidates_are_papers_first_seen_since_the_last_digest(store: Store) ->
     assert store.candidate_ids("ada@example.org", date(2026, 11, 22)) == [new.paper_id]
 
 
-def test_the_database_survives_reopening(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'n.db'}"
+def test_the_database_survives_reopening(database_url: str) -> None:
+    url = database_url
     Store(url).add_dump(path="a", sha256="f" * 64, format="hf-text", listing_date=date(2026, 1, 2),
                         dump_papers_=[Paper(title="T", abstract="A")])
     reopened = Store(url)
     assert reopened.paper_count() == 1 and reopened.dump_seen("f" * 64)
+
+
+@pytest.mark.postgres
+def test_times_read_back_are_utc_whatever_the_server_time_zone(postgres: PostgresServer) -> None:
+    with postgres.database() as url:
+        with postgres.admin.connect() as admin:  # a server set up far from UTC
+            admin.execute(text(f'ALTER DATABASE "{make_url(url).database}" SET timezone TO \'Asia/Tokyo\''))
+        store = Store(url)
+        paper = Paper(title="A paper", abstract="About things.")
+        store.add_dump(path="a.txt", sha256="9" * 64, format="hf-text", listing_date=None, dump_papers_=[paper])
+        record = store.plan_digest(subscriber="ada@example.org", day=date(2026, 11, 20), message_id="<1@x>", paper_ids=[])
+        store.mark(record.id, "sent")
+        with store.engine.connect() as db:
+            assert db.execute(text("SHOW timezone")).scalar_one() == "UTC"
+        [row] = store.ledger()
+        assert row["created_at"].utcoffset() == timedelta(0)
+        store.close()

@@ -1,10 +1,11 @@
 """The store: the only package that speaks SQL (SQLAlchemy 2 Core; SQLite by default).
 
-One `Store` object over one database, assembled from parts that each own a job:
-`schema` (every table), `base` (opening the database, transactions), `papers` (dumps, papers,
-embeddings), `ledger` (the delivery ledger), `suppressions` (addresses no longer mailed),
-`choices` (what subscribers chose: unsubscribes, votes),
-`reports` (what `status` and `history` read, and the service's heartbeat).
+One `Store` object over one database (SQLite or PostgreSQL), assembled from parts that each own
+a job: `schema` (every table), `base` (opening the database, transactions), `migrate` (bringing
+its schema to this version's, with Alembic), `papers` (dumps, papers, embeddings), `ledger` (the
+delivery ledger), `suppressions` (addresses no longer mailed), `state` (the service's named
+values), `choices` (what subscribers chose: unsubscribes, votes), `reports` (what `status` and
+`history` read, and the service's heartbeat).
 """
 
 from __future__ import annotations

@@ -1,13 +1,17 @@
 """How the store opens a database and runs a transaction; shared by the store's parts.
 
+Opening a store also migrates its database to the current schema (`migrate.upgrade`), so
+every command, the scheduler and `check` meet the schema the code expects.
+
 Opening translates every way a database can be unusable into one ConfigError that says what
 to do: a folder that cannot be written, a file that is not a database, a URL that names no
-database SQLAlchemy knows, a PostgreSQL URL without its driver (the `postgres` extra). URLs
-in messages never show a password.
+database SQLAlchemy knows, a PostgreSQL URL without its driver (the `postgres` extra), a
+server that cannot be reached. URLs in messages never show a password.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -16,32 +20,59 @@ from typing import Any
 
 from sqlalchemy import create_engine, event, insert, text
 from sqlalchemy.engine import Connection, CursorResult, Engine, make_url
-from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError, SQLAlchemyError
 
 from newsletter.errors import ConfigError
-from newsletter.store.schema import metadata, service_state, sqlite_pragmas
+from newsletter.store import migrate
+from newsletter.store.schema import postgres_session, service_state, sqlite_pragmas
 
 SETTING = "NEWSLETTER_DATABASE_URL"
-# Plain PostgreSQL URLs use psycopg 3, the driver the `postgres` extra installs (SQLAlchemy's
-# own default for them is psycopg2).
-POSTGRES_SCHEMES = {"postgres": "postgresql+psycopg", "postgresql": "postgresql+psycopg"}
-POSTGRES_HINT = "install the PostgreSQL driver with: pip install 'newsletter[postgres]'"
 # SQLite errors that mean the file or its folder cannot be used, not a passing contention.
 _UNUSABLE = ("readonly database", "unable to open database", "not a database", "disk i/o error")
 
+DIALECT_NAMES = {"postgresql": "PostgreSQL", "sqlite": "SQLite"}
+# The driver a URL without one gets: SQLAlchemy's own default for postgresql:// is psycopg2,
+# which the `postgres` extra does not install.
+DEFAULT_DRIVERS = {"postgresql": "postgresql+psycopg", "postgres": "postgresql+psycopg"}
+POSTGRES_EXTRA = "pip install 'newsletter[postgres]'"
 
-def engine_url(url: str) -> str:
-    """`url` with plain PostgreSQL schemes mapped to the psycopg 3 driver."""
-    scheme, sep, rest = url.partition("://")
-    return f"{POSTGRES_SCHEMES.get(scheme, scheme)}{sep}{rest}" if sep else url
 
-
-def shown(url: str) -> str:
-    """The URL as messages show it: any password masked."""
+def safe_url(url: str) -> str:
+    """The database URL with any password masked, fit for messages and logs."""
     try:
         return make_url(url).render_as_string(hide_password=True)
     except ArgumentError:
-        return url
+        return re.sub(r"://([^:/@]*):[^@/]*@", r"://\1:***@", url)
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for `url`, set up the way the store needs (SQLite pragmas, its folder).
+
+    `postgresql://` and `postgres://` (the form hosting services hand out) mean psycopg 3.
+    """
+    try:
+        parsed = make_url(url)
+        if parsed.drivername in DEFAULT_DRIVERS:
+            parsed = parsed.set(drivername=DEFAULT_DRIVERS[parsed.drivername])
+        engine = create_engine(parsed)
+    except ImportError as exc:  # the dialect is known, its driver is not installed
+        raise ConfigError(_missing_driver(url, exc)) from None
+    except (SQLAlchemyError, ValueError) as exc:
+        raise ConfigError(f"NEWSLETTER_DATABASE_URL {safe_url(url)!r} is not usable: {exc}") from None
+    if engine.dialect.name == "postgresql":
+        event.listen(engine, "connect", postgres_session)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", sqlite_pragmas)
+        database = engine.url.database
+        if database and database != ":memory:":
+            try:
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise _unusable(url, exc) from None
+    return engine
+
+
+shown = safe_url  # the name the CLI knows it by
 
 
 def _unusable(url: str, exc: SQLAlchemyError | OSError) -> ConfigError:
@@ -50,63 +81,60 @@ def _unusable(url: str, exc: SQLAlchemyError | OSError) -> ConfigError:
         why = exc.strerror or str(exc)
         where = f" ({exc.filename})" if exc.filename else ""
         return ConfigError(
-            f"cannot create the database {shown(url)}: {why}{where}; make its folder writable "
+            f"cannot create the database {safe_url(url)}: {why}{where}; make its folder writable "
             f"or point {SETTING} somewhere that is"
         )
-    reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+    reason = " ".join(str(getattr(exc, "orig", None) or exc).split())
     if "not a database" in reason:
         advice = f"{SETTING} points at a file that is not a newsletter database; point it at a new path"
     elif "readonly" in reason or "unable to open" in reason:
         advice = f"make the file and its folder writable by this user, or point {SETTING} elsewhere"
     else:
         advice = f"check {SETTING} and that the database server is reachable"
-    return ConfigError(f"cannot use the database {shown(url)}: {reason}; {advice}")
+    return ConfigError(f"cannot use the database {safe_url(url)}: {reason}; {advice}")
+
+
+def _missing_driver(url: str, exc: ImportError) -> str:
+    backend = make_url(url).get_backend_name()
+    if exc.name is None:  # the driver is there but cannot load (psycopg: "no pq wrapper available")
+        return f"NEWSLETTER_DATABASE_URL {safe_url(url)!r}: the database driver cannot load ({exc})"
+    if backend == "postgresql" and exc.name == "psycopg":
+        install = POSTGRES_EXTRA
+    elif backend == "postgresql":
+        install = f"install {exc.name!r}, or use postgresql+psycopg:// and {POSTGRES_EXTRA}"
+    else:
+        install = f"install the Python package {exc.name!r}"
+    return (
+        f"NEWSLETTER_DATABASE_URL {safe_url(url)!r} needs the {DIALECT_NAMES.get(backend, backend)} "
+        f"driver {exc.name!r}, which is not installed: {install}"
+    )
 
 
 class StoreBase:
-    """An open database with the schema in place."""
+    """An open database with the schema in place (migrated to the newest revision)."""
 
     def __init__(self, url: str) -> None:
         self.url = url
+        self.engine: Engine = make_engine(url)
         try:
-            self.engine: Engine = create_engine(engine_url(url))
-        except ImportError as exc:  # the dialect is known, its driver is not installed
-            raise ConfigError(
-                f"{SETTING} {shown(url)} needs a database driver that is not installed "
-                f"({exc}); {POSTGRES_HINT}" if "postgres" in url.split("://")[0]
-                else f"{SETTING} {shown(url)} needs a database driver that is not installed ({exc})"
-            ) from None
-        except (SQLAlchemyError, ValueError) as exc:
-            raise ConfigError(
-                f"{SETTING} {shown(url)} is not a database URL SQLAlchemy knows ({exc}); "
-                "e.g. sqlite:///newsletter.db"
-            ) from None
-        if self.engine.dialect.name == "sqlite":
-            event.listen(self.engine, "connect", sqlite_pragmas)
-            database = self.engine.url.database
-            if database and database != ":memory:":
-                try:
-                    Path(database).parent.mkdir(parents=True, exist_ok=True)
-                except OSError as exc:
-                    raise _unusable(url, exc) from None
-        self._create_schema()
+            self.migration = migrate.upgrade(self.engine)
+        except (DBAPIError, OperationalError) as exc:
+            self.engine.dispose()
+            raise _unusable(url, exc) from None
 
-    def _create_schema(self) -> None:
-        # Two processes opening a new database at once (the service starting while a
-        # healthcheck runs `status --health`) can both see a table missing; the second
-        # CREATE then fails with "already exists". Each such failure means another process
-        # created a table, which happens once per table: one pass more than there are tables
-        # is enough to finish.
-        attempts = len(metadata.tables) + 1
-        for attempt in range(attempts):
-            try:
-                metadata.create_all(self.engine)
-                return
-            except OperationalError as exc:
-                if "already exists" not in str(exc.orig) or attempt == attempts - 1:
-                    raise _unusable(self.url, exc) from None
-            except SQLAlchemyError as exc:
-                raise _unusable(self.url, exc) from None
+    def server_version(self) -> str:
+        """The database server and version, e.g. "PostgreSQL 15.4" or "SQLite 3.40.1"."""
+        dialect = self.engine.dialect
+        if dialect.server_version_info is None:  # set by the first connection
+            with self.engine.connect():
+                pass
+        version = ".".join(str(part) for part in dialect.server_version_info or ())
+        return f"{DIALECT_NAMES.get(dialect.name, dialect.name)} {version}".strip()
+
+    def schema_revision(self) -> str | None:
+        """The migration revision the database is at (`migrate.head_revision()` once open)."""
+        with self.engine.connect() as connection:
+            return migrate.current_revision(connection)
 
     @contextmanager
     def _tx(self) -> Iterator[Connection]:
@@ -138,7 +166,7 @@ class StoreBase:
         """Whether the database answers a query on its schema (for `GET /healthz`)."""
         try:
             with self.engine.connect() as connection:
-                connection.execute(text("SELECT count(*) FROM digests WHERE 0"))
+                connection.execute(text("SELECT count(*) FROM digests WHERE 0 = 1"))
         except SQLAlchemyError:
             return False
         return True
@@ -153,7 +181,7 @@ def now() -> datetime:
 
 def as_utc(value: datetime) -> datetime:
     # SQLite hands back naive datetimes; everything stored here is UTC.
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def new_id(result: CursorResult[Any]) -> int:

@@ -8,7 +8,7 @@ from datetime import date, datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, select, text, update
+from sqlalchemy import Date, bindparam, func, select, text, update
 from sqlalchemy.engine import Connection, Row
 
 from newsletter.models import Paper
@@ -18,6 +18,8 @@ from newsletter.store.schema import EMBEDDING_DTYPE, dump_papers, dumps, paper_e
 
 # The hottest query of a send run (once per subscriber), kept as plain SQL: building it with
 # the expression language cost more than running it. Same rules as `PaperStore.candidate_ids`.
+# Portable SQL: `:day` is bound as a date; '0001-01-01' (no digest sent yet) reads as the
+# earliest timestamp on PostgreSQL and sorts before every stored timestamp text on SQLite.
 _CANDIDATE_IDS = text(
     """
     SELECT p.paper_id FROM papers AS p
@@ -31,7 +33,7 @@ _CANDIDATE_IDS = text(
         '0001-01-01'
     )
     """
-)
+).bindparams(bindparam("day", type_=Date))
 
 
 def _richer(old: object, new: object) -> object:
@@ -146,7 +148,7 @@ class PaperStore(StoreBase):
         sorted, so subscribers with the same candidates get equal lists.
         """
         with self._tx() as db:
-            rows = db.execute(_CANDIDATE_IDS, {"subscriber": subscriber, "day": day.isoformat()}).scalars()
+            rows = db.execute(_CANDIDATE_IDS, {"subscriber": subscriber, "day": day}).scalars()
             return sorted(rows)
 
     def papers_by_ids(self, paper_ids: Sequence[str]) -> list[Paper]:

@@ -1,5 +1,8 @@
 """The store's schema: every table, in one place, and how a database is opened.
 
+Every change to these tables needs its migration in `newsletter/migrations/versions` (README,
+"Development"); `tests/test_migrations.py` fails until the migrated schema matches this one.
+
 Tables
 - `dumps`: every file ingested or rejected, by content hash, so an unchanged file is skipped.
 - `papers`: one row per paper identity (arXiv id, else normalised-title hash); a paper seen
@@ -183,3 +186,14 @@ def sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
     cursor.execute("PRAGMA busy_timeout=5000")
     cursor.close()
 
+
+
+def postgres_session(dbapi_connection: object, _record: object) -> None:
+    # Timestamps come back in the session's time zone, which is the server's unless set: UTC
+    # here, so every value the store reads is UTC whatever the server is configured with.
+    # Outside a transaction, or the pool's rollback would undo the SET.
+    autocommit = dbapi_connection.autocommit  # type: ignore[attr-defined]
+    dbapi_connection.autocommit = True  # type: ignore[attr-defined]
+    with dbapi_connection.cursor() as cursor:  # type: ignore[attr-defined]
+        cursor.execute("SET TIME ZONE 'UTC'")
+    dbapi_connection.autocommit = autocommit  # type: ignore[attr-defined]
