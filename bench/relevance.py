@@ -55,6 +55,7 @@ import numpy as np  # noqa: E402
 import Stemmer  # noqa: E402
 
 from newsletter import ranking, semantic  # noqa: E402
+from newsletter.ranking import field as field_module, fusion, index as index_module, scoring  # noqa: E402
 from newsletter.models import Paper  # noqa: E402
 from newsletter.ingest import dump_files, ingest_dumps, read_dump  # noqa: E402
 from newsletter.pipeline import semantic_for  # noqa: E402
@@ -255,14 +256,22 @@ def print_table(table: Table, profiles: Sequence[EvalProfile]) -> None:
 @contextmanager
 def ranker_settings(**values: float) -> Iterator[None]:
     """Temporarily set the ranker's module constants (for tuning only)."""
-    saved = {name: getattr(ranking, name) for name in values}
+    saved = {name: getattr(constant_home(name), name) for name in values}
     for name, value in values.items():
-        setattr(ranking, name, value)
+        setattr(constant_home(name), name, value)
     try:
         yield
     finally:
         for name, value in saved.items():
-            setattr(ranking, name, value)
+            setattr(constant_home(name), name, value)
+
+
+def constant_home(name: str) -> object:
+    """The module of the ranking package that defines the constant `name`."""
+    for module in (scoring, fusion, index_module, field_module):
+        if hasattr(module, name):
+            return module
+    raise AttributeError(f"no ranking constant {name}")
 
 
 def objective(values: dict[str, float]) -> float:
@@ -291,7 +300,7 @@ def leave_one_profile_out(
         best = max(results, key=lambda key: mean(objective(results[key][n]) for n in others))
         chosen.append(best)
         held_out[profile.name] = results[best][profile.name]
-    defaults = tuple(getattr(ranking, name) for name in names)
+    defaults = tuple(getattr(constant_home(name), name) for name in names)
     in_sample = max(results, key=lambda key: mean(objective(results[key][p.name]) for p in profiles))
 
     def setting(values: tuple[float, ...]) -> str:

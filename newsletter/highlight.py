@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 # The ranker's own folding and token pattern: what is highlighted is what was scored.
-from newsletter.ranking import _TOKEN, _fold, keyword_terms, tokenize
+from newsletter.ranking.text import TOKEN as _TOKEN, fold as _fold, keyword_terms, tokenize
 
 Segment = tuple[str, bool]
 
