@@ -19,7 +19,7 @@ from pathlib import Path
 from jinja2 import Environment, StrictUndefined, Template
 from mjml import mjml2html
 
-from newsletter.highlight import Segment, highlight
+from newsletter.highlight import Segment, excerpt, highlight, match_spans
 from newsletter.models import Ranked
 
 # A wheel carries templates/ inside the package (pyproject maps it to newsletter/templates);
@@ -123,9 +123,10 @@ def _meta(pick: Ranked) -> str:
 
 
 def _item(position: int, pick: Ranked) -> dict[str, object]:
-    abstract = trim_abstract(pick.paper.abstract)
     title = one_line(pick.paper.title)
     keywords = [m.keyword for m in pick.matched]
+    full_abstract = one_line(pick.paper.abstract)  # cut so that the match it names is shown
+    abstract = excerpt(full_abstract, match_spans(full_abstract, keywords), ABSTRACT_LIMIT)
     title_segments: list[Segment] = highlight(title, keywords)
     abstract_segments: list[Segment] = highlight(abstract, keywords)
     return {

@@ -426,3 +426,40 @@ def test_near_duplicate_papers_never_both_appear() -> None:
     # Excluding the better copy leaves the other one.
     assert len(run(papers, "Lean", exclude=("LeanDojo",))) == 2
     assert duplicate_groups([["a", "b"], ["a", "b"]]) == [0, 1]  # too short to tell
+
+
+# Exact phrases (issue 15): a keyword of three or more words is in phrase only where its words
+# are one run, in order.
+SLEEP_TIME = paper(
+    "Sleep-time Compute: Beyond Inference Scaling at Test-time",
+    "Models think while idle; we study scaling test-time inference.",
+)
+HOLDS_PHRASE = paper(
+    "Scaling test-time compute with verifiers",
+    "We spend more test-time compute on hard problems.",
+)
+
+
+def test_three_words_scattered_in_pairs_are_not_the_phrase() -> None:
+    ranked = rank_papers([*BACKGROUND, SLEEP_TIME, HOLDS_PHRASE], Profile(("test-time compute",)), max_papers=5)
+    titles = [item.paper.title for item in ranked]
+    assert titles.index(HOLDS_PHRASE.title) < titles.index(SLEEP_TIME.title)
+    sleep = next(item for item in ranked if item.paper == SLEEP_TIME)
+    # "test time" and "time compute" are both in its title, but never "test time compute".
+    assert sleep.score < next(item.score for item in ranked if item.paper == HOLDS_PHRASE) / 2
+
+
+def test_a_field_is_named_for_a_phrase_only_where_the_phrase_is() -> None:
+    abstract_phrase = paper(
+        "Sleep-time Compute: Beyond Inference Scaling at Test-time",
+        "Scaling test-time compute is costly; we precompute while idle.",
+    )
+    ranked = rank_papers([*BACKGROUND, abstract_phrase], Profile(("test-time compute",)), max_papers=5)
+    assert ranked[0].matched == (KeywordMatch("test-time compute", ("abstract",)),)
+
+
+def test_an_exact_phrase_of_three_words_in_any_spelling_matches() -> None:
+    papers = [*BACKGROUND, paper("Test time compute, spelled apart", "Test time compute at scale.")]
+    ranked = rank_papers(papers, Profile(("test-time compute",)), max_papers=5)
+    assert ranked[0].matched == (KeywordMatch("test-time compute", ("title", "abstract")),)
+    assert ranked[0].picked

@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 from newsletter.message import compose_message, digest_message_id
 from newsletter.models import KeywordMatch, Paper, Ranked
-from newsletter.render import Recipient, render_digest, trim_abstract
+from newsletter.highlight import excerpt, match_spans
+from newsletter.render import ABSTRACT_LIMIT, Recipient, render_digest, trim_abstract
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DAY = date(2026, 11, 20)
@@ -271,10 +272,12 @@ def test_hostile_dump_text_stays_text(title: str, abstract: str, name: str, keyw
         assert attrs.get("href", "https://").startswith(("https://", "mailto:"))
     shown = "".join(page.text)
     assert one_line(title) in shown and one_line(name) in shown and one_line(keyword) in shown
-    assert "".join(trim_abstract(abstract).split()) in "".join(shown.split())
+    flat = one_line(abstract)
+    expected = excerpt(flat, match_spans(flat, [keyword, "Lean"]), ABSTRACT_LIMIT)
+    assert "".join(expected.split()) in "".join(shown.split())
     text_part = parsed.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     assert one_line(title) in " ".join(text_part.split())
-    assert "".join(trim_abstract(abstract).split()) in "".join(text_part.split())
+    assert "".join(expected.split()) in "".join(text_part.split())
     assert set(parsed.keys()) == EXPECTED_HEADERS
     # (Python's address parser leaves a space between adjacent encoded words; clients do not.)
     [to] = parsed["To"].addresses

@@ -20,10 +20,11 @@ Rules
 - A keyword matches a field whole when all its tokens occur in it. Its score there is: one
   word, the BM25 of the token; several words in phrase (each adjacent pair of the keyword occurs
   as a pair in the field), the BM25 of the tokens plus that of the pairs; several words
-  scattered, SCATTERED_WEIGHT x the BM25 of the tokens. Phrases of three or more words are
-  checked pair by pair ("a b" and "b c" anywhere in the field), an approximation of exact
-  adjacency. Keywords with the same tokens or spellings ("LLM", "LLMs"; "MoE", "mixture of
-  experts") count once, under the first one written.
+  scattered, SCATTERED_WEIGHT x the BM25 of the tokens. A phrase of three or more words is in
+  phrase only where its words follow each other in order ("Sleep-time Compute ... at
+  Test-time" holds "test time" and "time compute" but not "test-time compute"). Keywords
+  with the same tokens or spellings ("LLM", "LLMs"; "MoE", "mixture of experts") count once,
+  under the first one written.
 - A keyword's score in a paper is log(1 + TITLE_WEIGHT x title + abstract): BM25 of a phrase in
   a short title runs an order of magnitude above an abstract mention, and the logarithm keeps
   one such keyword from drowning every other. A paper's score is its best keyword plus

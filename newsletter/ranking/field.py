@@ -2,6 +2,8 @@
 
 A field is indexed as its tokens plus every adjacent pair of tokens as one extra term ("test
 time"), so a phrase is a term with its own document frequency, scored by bm25s like any word.
+A keyword of three or more words is in phrase only where its words are one run, in order: the
+pairs find the candidates, the papers' token lists confirm them.
 Per-term score vectors are cached: a keyword shared by many subscribers is scored once.
 """
 
@@ -29,8 +31,9 @@ logging.getLogger("bm25s").setLevel(logging.WARNING)
 class Field:
     """One BM25 index over one field of every paper, with per-term score vectors cached."""
 
-    def __init__(self, documents: list[list[str]]) -> None:
+    def __init__(self, documents: list[list[str]], tokens: Sequence[Sequence[str]] | None = None) -> None:
         self._size = len(documents)
+        self._tokens = tokens  # each paper's tokens in order, to check phrases of 3+ words
         self._bm25: bm25s.BM25 | None = None
         self._cache: dict[str, np.ndarray] = {}
         # bm25s cannot index a corpus without a single token (an all-empty field).
@@ -40,7 +43,7 @@ class Field:
 
     @classmethod
     def from_tokens(cls, token_lists: Sequence[list[str]]) -> Field:
-        return cls([tokens + pairs(tokens) for tokens in token_lists])
+        return cls([tokens + pairs(tokens) for tokens in token_lists], token_lists)
 
     def __contains__(self, term: str) -> bool:
         return self._bm25 is not None and term in self._bm25.vocab_dict
@@ -70,9 +73,28 @@ class Field:
             return word_sum, present, present, content_sum
         pair_scores = [self.term_scores(pair) for pair in dict.fromkeys(pairs(terms))]
         in_phrase = present & np.logical_and.reduce([p > 0 for p in pair_scores])
+        if len(terms) > 2:
+            in_phrase = self._adjacent(terms, in_phrase)
         score = np.where(
             in_phrase,
             word_sum + np.sum(pair_scores, axis=0),
             np.where(present, SCATTERED_WEIGHT * word_sum, 0.0),
         )
         return score, present, in_phrase, content_sum
+
+    def _adjacent(self, terms: Terms, candidates: np.ndarray) -> np.ndarray:
+        """Of the papers holding every adjacent pair of `terms`, those where all the terms
+        follow each other: "test time" and "time compute" in one title do not make "test-time
+        compute" unless they are one run of words."""
+        if self._tokens is None:
+            return candidates
+        exact = candidates.copy()
+        width = len(terms)
+        for at in np.flatnonzero(candidates):
+            tokens = self._tokens[at]
+            exact[at] = any(
+                tuple(tokens[start : start + width]) == terms
+                for start, token in enumerate(tokens)
+                if token == terms[0]
+            )
+        return exact

@@ -32,7 +32,8 @@ Spellings = tuple[acronyms.Spelling, ...]
 @dataclass(frozen=True)
 class Semantic:
     """Sentence embeddings for hybrid ranking: unit vectors of the papers by paper id (computed
-    once per paper and stored elsewhere), and a function encoding keywords the same way."""
+    once per paper and stored elsewhere), and a function encoding keywords the same way (or
+    looking them up: a row of NaN for a text it has no vector for)."""
 
     paper_vectors: Mapping[str, np.ndarray]
     encode: Callable[[Sequence[str]], np.ndarray]
@@ -107,7 +108,12 @@ class PaperIndex:
             rows = self.semantic.encode([text for group in texts for text in group]) @ self._paper_matrix.T
             start = 0
             for keyword, group in zip(missing, texts):
-                self._cosines[keyword] = rows[start : start + len(group)].mean(axis=0, dtype=np.float32)
+                # A text the encoder does not know (a NaN row: not in the store) is left out.
+                known = rows[start : start + len(group)]
+                known = known[~np.isnan(known).any(axis=1)]
+                self._cosines[keyword] = (
+                    known.mean(axis=0, dtype=np.float32) if len(known) else np.zeros(len(self), np.float32)
+                )
                 start += len(group)
         return np.stack([self._cosines[keyword] for keyword in keywords])
 
@@ -164,9 +170,13 @@ class PaperIndex:
     def _term_vectors(self, terms: Terms) -> KeywordVectors:
         vectors = self._terms.get(terms)
         if vectors is None:
-            title, in_title, _, title_words = self._title.keyword_scores(terms)
-            abstract, in_abstract, _, abstract_words = self._abstract.keyword_scores(terms)
+            title, in_title, title_phrase, title_words = self._title.keyword_scores(terms)
+            abstract, in_abstract, abstract_phrase, abstract_words = self._abstract.keyword_scores(terms)
+            # Where the keyword is in phrase, if anywhere, is where the card says it matched:
+            # its words apart in the title must not name the title beside a phrase elsewhere.
             fields = in_title.astype(np.uint8) | (in_abstract.astype(np.uint8) << 1)
+            phrase = title_phrase.astype(np.uint8) | (abstract_phrase.astype(np.uint8) << 1)
+            fields = np.where(phrase > 0, phrase, fields)
             words = TITLE_WEIGHT * title_words + abstract_words
             vectors = KeywordVectors(
                 score=np.log1p(TITLE_WEIGHT * title + abstract).astype(np.float32),
