@@ -60,7 +60,7 @@ def local_day(subscriber: Subscriber, now: datetime) -> date:
 
 
 def profile_for(subscriber: Subscriber) -> Profile:
-    return Profile(keywords=subscriber.keywords, exclude=subscriber.exclude)
+    return Profile(keywords=subscriber.keywords, exclude=subscriber.exclude, authors=subscriber.authors)
 
 
 # semantic ---------------------------------------------------------------------------------

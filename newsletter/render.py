@@ -19,6 +19,7 @@ from pathlib import Path
 from jinja2 import Environment, StrictUndefined, Template
 from mjml import mjml2html
 
+from newsletter.ranking.trending import Trending
 from newsletter.highlight import Segment, excerpt, highlight, match_spans
 from newsletter.models import Ranked
 
@@ -137,7 +138,8 @@ def _item(position: int, pick: Ranked) -> dict[str, object]:
         "link": pick.paper.link,
         "meta": _meta(pick),
         "matched": [
-            {"keyword": one_line(m.keyword), "where": " and ".join(m.fields)} for m in pick.matched
+            {"keyword": one_line(m.keyword), "where": " and ".join(m.fields), "author": m.fields == ("author",)}
+            for m in pick.matched
         ],
         "abstract": abstract,
         "title_wrapped": textwrap.fill(
@@ -148,6 +150,25 @@ def _item(position: int, pick: Ranked) -> dict[str, object]:
             abstract, TEXT_WIDTH, initial_indent="   ", subsequent_indent="   ",
             break_long_words=True, break_on_hyphens=False,
         ),
+    }
+
+
+def _trending_context(trending: Trending | None) -> dict[str, object]:
+    """The "Trending today" section: the day's most-upvoted papers (issue 15)."""
+    if trending is None or not trending.papers:
+        return {"trending": [], "trending_note": ""}
+    note = (
+        "The most-upvoted papers of the day's listing."
+        if trending.by_upvotes
+        else "Today's listing gives no upvote counts, so these are its first papers, in its order."
+    )
+    return {
+        "trending": [
+            {"title": one_line(paper.title), "link": paper.link, "meta": one_line(paper.byline),
+             "upvotes": paper.upvotes}
+            for paper in trending.papers
+        ],
+        "trending_note": note,
     }
 
 
@@ -178,6 +199,7 @@ def render_digest(
     picks: list[Ranked],
     unsubscribe_link: str,
     keywords_link: str = "",
+    trending: Trending | None = None,
 ) -> RenderedDigest:
     """Render one digest. `picks` are in rank order; an empty list renders a short note.
 
@@ -206,6 +228,7 @@ def render_digest(
         "keywords": ", ".join(keywords),
         "unsubscribe_link": unsubscribe_link,
         "keywords_link": keywords_link,
+        **_trending_context(trending),
     }
     return RenderedDigest(
         subject=subject,

@@ -20,6 +20,7 @@ from newsletter.ranking import (
     rank_many,
     rank_papers,
     tokenize,
+    trending,
 )
 
 FILLER = (
@@ -463,3 +464,62 @@ def test_an_exact_phrase_of_three_words_in_any_spelling_matches() -> None:
     ranked = rank_papers(papers, Profile(("test-time compute",)), max_papers=5)
     assert ranked[0].matched == (KeywordMatch("test-time compute", ("title", "abstract")),)
     assert ranked[0].picked
+
+
+# Followed authors and trending (issue 15) -------------------------------------------------
+def by(title: str, *authors: str, upvotes: int | None = None, abstract: str = FILLER) -> Paper:
+    return Paper(title=title, abstract=abstract, authors=authors, upvotes=upvotes)
+
+
+def test_a_followed_author_s_paper_is_picked_first_and_says_why() -> None:
+    papers = [
+        *BACKGROUND,
+        by("Lean proofs at scale", "Ada Lovelace", abstract="Theorem proving in Lean."),
+        by("Energy-based models revisited", "Yann LeCun", "Someone Else"),
+        Paper("Counted authors only", FILLER, author_count=3),
+    ]
+    ranked = rank_papers(papers, Profile(("Lean",), authors=("yann  lecun",)), max_papers=5)
+    picks = [item for item in ranked if item.picked]
+    assert [item.paper.title for item in picks] == ["Energy-based models revisited", "Lean proofs at scale"]
+    assert picks[0].matched == (KeywordMatch("yann  lecun", ("author",)),)
+    assert picks[1].matched == (KeywordMatch("Lean", ("title", "abstract")),)
+
+
+def test_authors_alone_make_a_profile_and_excludes_still_win() -> None:
+    papers = [*BACKGROUND, by("A survey of world models", "Yann LeCun"), by("JEPA", "Yann LeCun")]
+    ranked = rank_papers(papers, Profile((), exclude=("survey",), authors=("Yann LeCun",)), max_papers=5)
+    assert [item.paper.title for item in ranked if item.picked] == ["JEPA"]
+    # Dumps that give only a count of authors match no author, and nothing breaks.
+    counted = [Paper("Counted", FILLER, author_count=4)]
+    assert rank_papers(counted, Profile((), authors=("Yann LeCun",)), max_papers=5) == []
+
+
+def test_rank_many_mixes_profiles_with_and_without_authors() -> None:
+    papers = [*BACKGROUND, by("Energy-based models", "Yann LeCun")]
+    index = PaperIndex.build(papers)
+    profiles = [Profile(("attention",)), Profile((), authors=("Yann LeCun",)), Profile(("tables",), authors=("Nobody",))]
+    many = rank_many(index, profiles, max_papers=3, picks_only=True)
+    assert many == [[r for r in rank(index, profile, max_papers=3) if r.picked] for profile in profiles]
+    assert [r.paper.title for r in many[1]] == ["Energy-based models"]
+
+
+def test_trending_is_by_upvotes_never_repeats_a_pick_and_honours_exclude() -> None:
+    papers = [
+        paper("Quiet paper", upvotes=1), paper("Hot survey of agents", upvotes=90),
+        paper("Hot Lean paper", "Theorem proving in Lean.", upvotes=80), paper("Warm paper", upvotes=40),
+        paper("Warm twin", upvotes=40),
+    ]
+    index = PaperIndex.build(papers)
+    profile = Profile(("Lean",), exclude=("survey",))
+    picks = {item.paper.paper_id for item in rank(index, profile, max_papers=5) if item.picked}
+    shown = trending(index, profile, 3, skip=picks)
+    assert shown.by_upvotes
+    assert [p.title for p in shown.papers] == ["Warm paper", "Warm twin", "Quiet paper"]
+
+
+def test_trending_without_upvotes_follows_the_listing_and_says_so() -> None:
+    papers = [paper("Zeta first in the listing"), paper("Alpha second"), paper("Mid third")]
+    shown = trending(PaperIndex.build(papers), Profile(()), 2)
+    assert not shown.by_upvotes
+    assert [p.title for p in shown.papers] == ["Zeta first in the listing", "Alpha second"]
+    assert trending(PaperIndex.build(papers), Profile(()), 0).papers == ()

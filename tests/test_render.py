@@ -284,3 +284,33 @@ def test_hostile_dump_text_stays_text(title: str, abstract: str, name: str, keyw
     assert (to.addr_spec, "".join(to.display_name.split())) == ("ada@example.org", "".join(one_line(name).split()))
     assert parsed["Subject"] == subject_line([pick], tuple(filter(None, map(one_line, recipient.keywords))))
     assert one_line(title)[:10] in parsed["Subject"]
+
+
+def test_trending_section_and_followed_authors_are_shown() -> None:
+    from newsletter.ranking import Trending
+
+    by_author = Ranked(
+        Paper("Energy-based <models>", "About energy.", authors=("Yann LeCun",), upvotes=5),
+        1.0, (KeywordMatch("Yann LeCun", ("author",)),), picked=True,
+    )
+    hot = Paper("Hot <paper>", "x", upvotes=99)
+    digest = render_digest(
+        recipient=Recipient("ada@example.org", "Ada", ("Lean",)), day=date(2026, 4, 15),
+        picks=[by_author], unsubscribe_link="https://example.org/u",
+        trending=Trending((hot,), by_upvotes=True),
+    )
+    for part in (digest.text, "".join(_page(digest.html).text)):
+        assert "Trending today" in part and "Hot <paper>" in part
+        assert "an author you follow" in part
+    assert "&lt;paper&gt;" in digest.html
+    unlisted = render_digest(
+        recipient=Recipient("ada@example.org", "Ada", ("Lean",)), day=date(2026, 4, 15),
+        picks=[], unsubscribe_link="https://example.org/u",
+        trending=Trending((Paper("First in the listing", "x"),), by_upvotes=False),
+    )
+    assert "gives no upvote counts" in unlisted.text
+    plain = render_digest(
+        recipient=Recipient("ada@example.org", "Ada", ("Lean",)), day=date(2026, 4, 15),
+        picks=[by_author], unsubscribe_link="https://example.org/u",
+    )
+    assert "Trending today" not in plain.text and "Trending today" not in plain.html

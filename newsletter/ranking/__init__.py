@@ -2,7 +2,8 @@
 
 The package is split by job: `text` (folding, tokens, stems), `field` (one BM25 index per
 field), `index` (`PaperIndex`: the batch's fields, spellings, duplicates, embeddings),
-`scoring` (`Profile`, `rank_many`, the picks) and `fusion` (the hybrid score). It is pure: papers and profiles in,
+`scoring` (`Profile`, `rank_many`, the picks, followed authors, votes), `fusion` (the hybrid
+score) and `trending` (the day's most-upvoted papers). It is pure: papers and profiles in,
 `Ranked` values out. Build the index once per batch of papers, then rank any number of
 profiles against it: score vectors are cached per term and per keyword, and `rank_many` scores
 a chunk of profiles as (profile, keyword, paper) arrays, with no loop over profile x paper.
@@ -63,14 +64,17 @@ Rules
 from newsletter.ranking.index import PaperIndex, Semantic
 from newsletter.ranking.scoring import Profile, rank, rank_many, rank_papers
 from newsletter.ranking.text import keyword_terms, tokenize
+from newsletter.ranking.trending import Trending, trending
 
 __all__ = [
     "PaperIndex",
     "Profile",
     "Semantic",
+    "Trending",
     "keyword_terms",
     "rank",
     "rank_many",
     "rank_papers",
     "tokenize",
+    "trending",
 ]

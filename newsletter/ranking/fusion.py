@@ -15,7 +15,7 @@ SEMANTIC_ONLY_FLOOR = 0.7  # a paper with no keyword word at all needs this to b
 ANCHOR_FRACTION = 1.0  # ... and to be as close in meaning as the profile's best lexical match
 HYBRID_FLOOR_FRACTION = 0.3  # picks score at least this fraction of the profile's best paper
 SCORE_DECIMALS = 4  # scores equal to this precision are ties (then upvotes, then title)
-_TINY = np.finfo(np.float32).tiny
+TINY = np.finfo(np.float32).tiny
 
 
 def fuse(
@@ -48,7 +48,7 @@ def fuse(
     weights[rows, slot_of[rows, columns]] = 1 / valid.sum(axis=1)[rows]
     similarity = weights @ cosines
     median = _row_medians(similarity)
-    spread = np.maximum(similarity.max(axis=1, keepdims=True) - median, _TINY)
+    spread = np.maximum(similarity.max(axis=1, keepdims=True) - median, TINY)
     semantic = np.clip((similarity - median) / spread, 0, 1)
 
     lexical_best = np.where(keep, lexical, 0).max(axis=1, keepdims=True)
@@ -61,7 +61,7 @@ def fuse(
         & (similarity >= ANCHOR_FRACTION * anchor_similarity)
     )
     kept = keep | meaning_only
-    hybrid = np.where(keep, lexical / np.maximum(lexical_best, _TINY), 0) + SEMANTIC_WEIGHT * semantic
+    hybrid = np.where(keep, lexical / np.maximum(lexical_best, TINY), 0) + SEMANTIC_WEIGHT * semantic
     hybrid = np.round(np.where(kept, hybrid, 0), SCORE_DECIMALS)
     by_meaning = kept & ~whole & (semantic >= SEMANTIC_PICK)
     rows, papers = np.nonzero(by_meaning)

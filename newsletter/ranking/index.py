@@ -8,7 +8,7 @@ subscribers is scored once.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain
 
@@ -57,6 +57,7 @@ class PaperIndex:
         self.papers: tuple[Paper, ...] = tuple(
             sorted(papers, key=lambda paper: (-(paper.upvotes or 0), fold(paper.title)))
         )
+        self.listing: tuple[Paper, ...] = tuple(papers)  # as given: the order of the listing
         titles = [tokenize(paper.title) for paper in self.papers]
         abstracts = [tokenize(paper.abstract) for paper in self.papers]
         self._title = Field.from_tokens(titles)
@@ -74,6 +75,8 @@ class PaperIndex:
             for group in np.unique(groups)
             if np.count_nonzero(groups == group) > 1
         )
+        self._authors = [frozenset(map(author_key, paper.authors)) for paper in self.papers]
+        self._by_author: dict[str, np.ndarray] = {}
         self._spellings: dict[str, tuple[Spellings, frozenset[Terms]]] = {}
         self._terms: dict[Terms, KeywordVectors] = {}
         self._keywords: dict[Spellings, KeywordVectors] = {}
@@ -96,6 +99,36 @@ class PaperIndex:
     @property
     def hybrid(self) -> bool:
         return self._paper_matrix is not None
+
+    @property
+    def dimension(self) -> int:
+        return 0 if self._paper_matrix is None else int(self._paper_matrix.shape[1])
+
+    def vectors_of(self, paper_ids: Iterable[str]) -> np.ndarray:
+        """The embeddings of these papers, in this batch or not (those `Semantic` holds)."""
+        if self.semantic is None or not self.dimension:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        found = [self.semantic.paper_vectors.get(paper_id) for paper_id in paper_ids]
+        rows = [vector for vector in found if vector is not None and len(vector) == self.dimension]
+        return np.stack(rows).astype(np.float32) if rows else np.zeros((0, self.dimension), np.float32)
+
+    def similarity(self, vectors: np.ndarray) -> np.ndarray:
+        """(row, paper) dot products of `vectors` with the papers' embeddings."""
+        if self._paper_matrix is None:
+            raise ValueError("this index has no embeddings")
+        return vectors @ self._paper_matrix.T
+
+    def by_author(self, name: str) -> np.ndarray:
+        """Papers one of whose named authors is `name` (case, accents and punctuation aside).
+        Papers whose dump gives only a count of authors never match."""
+        key = author_key(name)
+        found = self._by_author.get(key)
+        if found is None:
+            found = np.array([key in authors for authors in self._authors], dtype=bool) if key else (
+                np.zeros(len(self), dtype=bool)
+            )
+            self._by_author[key] = found
+        return found
 
     def cosines(self, keywords: Sequence[str]) -> np.ndarray:
         """(keyword, paper) cosine similarities: a keyword's is the mean over its
@@ -247,3 +280,8 @@ def _long_forms_of(terms: Terms, meanings: frozenset[Terms]) -> frozenset[Terms]
         for long in meanings
         if any(terms[at : at + len(long)] == long for at in range(width - len(long) + 1))
     )
+
+
+def author_key(name: str) -> str:
+    """An author's name as compared: folded words ("Yann LeCun" == "yann lecun" == "Yann  LeCun")."""
+    return " ".join(TOKEN.findall(fold(name)))

@@ -23,8 +23,10 @@ SECONDARY_WEIGHT = 0.5  # each keyword beyond a paper's best one counts this muc
 WORDS_WEIGHT = 0.5  # each keyword's words, counted one by one wherever they occur
 FLOOR_FRACTION = 0.3  # picks score at least this fraction of the profile's best paper
 BATCH_PROFILES = 128  # profiles scored together by `rank_many` (bounds its memory)
+AUTHOR = 16  # field code of a followed author (a "keyword" slot of its own)
+VOTE_WEIGHT = 0.5  # weight of the votes' pull (-1..1) beside the lexical and semantic scores
 _FIELD_NAMES = {
-    1: ("title",), 2: ("abstract",), 3: ("title", "abstract"),
+    1: ("title",), 2: ("abstract",), 3: ("title", "abstract"), AUTHOR: ("author",),
     SIMILAR: ("similar meaning",), SOME_WORDS: ("some words",),
     SIMILAR | SOME_WORDS: ("similar meaning", "some words"),
 }
@@ -32,10 +34,15 @@ _FIELD_NAMES = {
 
 @dataclass(frozen=True)
 class Profile:
-    """What one subscriber wants: keywords to rank by, keywords whose papers are never picked."""
+    """What one subscriber wants: keywords to rank by, keywords whose papers are never picked,
+    authors whose papers are always picked, and the papers they voted on ("more like this":
+    `liked`, "less like this": `disliked`, by paper id; they tune the hybrid ranking)."""
 
     keywords: tuple[str, ...]
     exclude: tuple[str, ...] = ()
+    authors: tuple[str, ...] = ()
+    liked: frozenset[str] = frozenset()
+    disliked: frozenset[str] = frozenset()
 
 
 def _profile_keywords(index: PaperIndex, keywords: Sequence[str]) -> list[tuple[str, Spellings]]:
@@ -67,9 +74,12 @@ def _rank_chunk(
 ) -> list[list[Ranked]]:
     """The rules of the module docstring, as array operations over (profile, keyword, paper)."""
     keyword_lists = [_profile_keywords(index, profile.keywords) for profile in profiles]
+    author_lists = [tuple(dict.fromkeys(profile.authors)) for profile in profiles]
     width = max(map(len, keyword_lists), default=0)
-    if not len(index) or not width:
+    authors_width = max(map(len, author_lists), default=0)
+    if not len(index) or not (width or authors_width):
         return [[] for _ in profiles]
+    width = max(width, 1)  # a profile of authors alone still has one (empty) keyword slot
     # Each distinct keyword of the chunk is one row of a matrix; profiles gather their rows
     # (padding with an all-zero last row) into (profile, keyword, paper) arrays.
     slots: dict[Spellings, int] = {}
@@ -96,7 +106,7 @@ def _rank_chunk(
     keep = allowed & (total > 0)
     eligible = np.asarray((fields & WHOLE).any(axis=1))
     floor_fraction = FLOOR_FRACTION
-    if index.hybrid:
+    if index.hybrid and slots:
         texts = [""] * len(slots)
         for keywords in keyword_lists:
             for keyword, spellings in keywords:
@@ -104,9 +114,25 @@ def _rank_chunk(
         cosines = index.cosines(texts)
         total, keep, eligible = fusion.fuse(total, keep, allowed, eligible, cosines, slot_of, fields)
         floor_fraction = fusion.HYBRID_FLOOR_FRACTION
+        if any(profile.liked or profile.disliked for profile in profiles):
+            total = _apply_votes(index, profiles, total, keep)
     _keep_one_of_each_duplicate_set(index, total, keep)
     profile_best = np.where(keep, total, 0).max(axis=1, keepdims=True)
     above_floor = keep & eligible & (total >= floor_fraction * profile_best)
+    if authors_width:
+        author_fields = np.zeros((len(profiles), authors_width, len(index)), dtype=np.uint8)
+        for row, names in enumerate(author_lists):
+            for column, name in enumerate(names):
+                author_fields[row, column] = np.where(index.by_author(name), AUTHOR, 0)
+        followed = allowed & author_fields.any(axis=1)
+        # A followed author's paper is picked whatever its keywords say, ahead of the rest;
+        # the floor of the others stays where their own best paper puts it.
+        lift = np.maximum(profile_best, 1.0)
+        total = np.where(followed, np.round(total + lift, SCORE_DECIMALS), total)
+        keep |= followed
+        above_floor |= followed
+        fields = np.concatenate([fields, author_fields], axis=1)
+        width += authors_width
     order, picked, selected = _order(total, keep, above_floor, max_papers, picks_only)
 
     # Everything selected, in (profile, rank) order, turned into Python values in one go.
@@ -125,8 +151,10 @@ def _rank_chunk(
     )
     papers = index.papers
     results = []
-    for keywords, count in zip(keyword_lists, selected.sum(axis=1).tolist()):
-        names = tuple(keyword for keyword, _ in keywords)
+    keyword_width = width - authors_width
+    for keywords, authors, count in zip(keyword_lists, author_lists, selected.sum(axis=1).tolist()):
+        padding = ("",) * (keyword_width - len(keywords))
+        names = (*(keyword for keyword, _ in keywords), *padding, *authors)
         results.append(
             [
                 Ranked(papers[at], score, _explanation(names, pattern), is_picked)
@@ -135,6 +163,25 @@ def _rank_chunk(
         )
     return results
 
+
+
+def _apply_votes(
+    index: PaperIndex, profiles: Sequence[Profile], total: np.ndarray, keep: np.ndarray
+) -> np.ndarray:
+    """Hybrid scores moved by each profile's votes: a paper's pull is its cosine to the mean
+    of the liked papers minus its cosine to the mean of the disliked ones, made relative to
+    the profile (its strongest pull is 1 or -1), times VOTE_WEIGHT. Only papers the profile
+    keeps already move: votes reorder, they never bring in a paper (nor an excluded one)."""
+    centroids = np.zeros((len(profiles), index.dimension), dtype=np.float32)
+    for row, profile in enumerate(profiles):
+        for ids, sign in ((profile.liked, 1.0), (profile.disliked, -1.0)):
+            vectors = index.vectors_of(ids)
+            if len(vectors):
+                centroids[row] += sign * vectors.mean(axis=0)
+    pull = index.similarity(centroids)
+    strongest = np.maximum(np.abs(np.where(keep, pull, 0)).max(axis=1, keepdims=True), fusion.TINY)
+    moved = total + VOTE_WEIGHT * np.where(keep, pull / strongest, 0)
+    return np.round(np.where(keep, moved, 0), SCORE_DECIMALS)
 
 
 def _keep_one_of_each_duplicate_set(index: PaperIndex, total: np.ndarray, keep: np.ndarray) -> None:
