@@ -10,7 +10,7 @@ import pytest
 
 from newsletter import pipeline
 from newsletter.models import KeywordMatch, Paper
-from newsletter.ranking import PaperIndex, Profile, Semantic, rank_papers
+from newsletter.ranking import PaperIndex, Profile, Semantic, rank, rank_papers
 from newsletter import semantic as semantic_module
 from newsletter.errors import ConfigError
 from newsletter.semantic import (
@@ -257,3 +257,42 @@ def test_the_lexical_path_imports_no_torch() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+# Votes (issue 15): "more like this" pulls similar papers up, "less like this" pushes them down.
+VOTED = [
+    Paper("Expert routing A", "Mixture of experts routing with load balance.", upvotes=1),
+    Paper("Expert routing B", "Mixture of experts routing for speech.", upvotes=2),  # wins ties
+    Paper("Liked yesterday", "Old paper.", upvotes=1),
+    Paper("Disliked yesterday", "Old paper.", upvotes=1),
+]
+VOTE_VECTORS = {
+    VOTED[0].paper_id: unit(1, 0, 0.1, 0),  # about load balance
+    VOTED[1].paper_id: unit(1, 0, 0, 0.1),  # about speech
+    VOTED[2].paper_id: unit(0, 0, 1, 0),  # liked: load balance
+    VOTED[3].paper_id: unit(0, 0, 0, 1),  # disliked: speech
+}
+
+
+def order(profile: Profile) -> list[str]:
+    index = PaperIndex.build(VOTED[:2], Semantic(VOTE_VECTORS, fake_encode))
+    return [item.paper.title for item in rank(index, profile, max_papers=5)]
+
+
+def test_votes_pull_similar_papers_up_and_push_others_down() -> None:
+    keywords = ("mixture of experts",)
+    liked, disliked = VOTED[2].paper_id, VOTED[3].paper_id
+    assert order(Profile(keywords)) == ["Expert routing B", "Expert routing A"]
+    assert order(Profile(keywords, liked=frozenset({VOTED[2].paper_id}))) == ["Expert routing A", "Expert routing B"]
+    assert order(Profile(keywords, disliked=frozenset({disliked}))) == ["Expert routing A", "Expert routing B"]
+    # The other way round: the speech paper rises when speech is liked and load balance not.
+    flipped = Profile(keywords, liked=frozenset({disliked}), disliked=frozenset({liked}))
+    assert order(flipped) == ["Expert routing B", "Expert routing A"]
+    assert order(Profile(keywords, liked=frozenset({"unknown id"}))) == order(Profile(keywords))
+
+
+def test_votes_never_override_an_exclude() -> None:
+    profile = Profile(
+        ("mixture of experts",), exclude=("speech",), liked=frozenset({VOTED[3].paper_id})
+    )
+    assert order(profile) == ["Expert routing A"]

@@ -26,6 +26,7 @@ def fuse(
     cosines: np.ndarray,
     slot_of: np.ndarray,
     fields: np.ndarray,
+    pull: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Hybrid (score, kept, eligible for the picks), each (profile, paper); marks in `fields`
     the closest keyword of papers eligible for their meaning alone.
@@ -39,7 +40,8 @@ def fuse(
     close in meaning as the profile's best lexical match; a profile with no lexical match at
     all keeps nothing, so a day with nothing relevant still mails no filler. A paper is
     eligible for the picks when a keyword occurs whole in it, or when its semantic score
-    reaches SEMANTIC_PICK.
+    reaches SEMANTIC_PICK. `pull` (profile, paper), from the profile's votes, is added to the
+    similarity before any of this; an excluded paper stays out whatever it says.
     """
     valid = slot_of >= 0
     # The mean over each profile's keywords, as one product: (profile, slot) weights 1/k.
@@ -47,6 +49,8 @@ def fuse(
     rows, columns = np.nonzero(valid)
     weights[rows, slot_of[rows, columns]] = 1 / valid.sum(axis=1)[rows]
     similarity = weights @ cosines
+    if pull is not None:  # the profile's votes: toward the liked papers, away from the others
+        similarity = similarity + pull
     median = _row_medians(similarity)
     spread = np.maximum(similarity.max(axis=1, keepdims=True) - median, TINY)
     semantic = np.clip((similarity - median) / spread, 0, 1)

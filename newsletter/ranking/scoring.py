@@ -24,7 +24,8 @@ WORDS_WEIGHT = 0.5  # each keyword's words, counted one by one wherever they occ
 FLOOR_FRACTION = 0.3  # picks score at least this fraction of the profile's best paper
 BATCH_PROFILES = 128  # profiles scored together by `rank_many` (bounds its memory)
 AUTHOR = 16  # field code of a followed author (a "keyword" slot of its own)
-VOTE_WEIGHT = 0.5  # weight of the votes' pull (-1..1) beside the lexical and semantic scores
+LIKE_WEIGHT = 0.5  # how far "more like this" pulls toward the liked papers (a cosine weight)
+DISLIKE_WEIGHT = 0.25  # how far "less like this" pushes away from the disliked ones
 _FIELD_NAMES = {
     1: ("title",), 2: ("abstract",), 3: ("title", "abstract"), AUTHOR: ("author",),
     SIMILAR: ("similar meaning",), SOME_WORDS: ("some words",),
@@ -112,10 +113,9 @@ def _rank_chunk(
             for keyword, spellings in keywords:
                 texts[slots[spellings]] = texts[slots[spellings]] or keyword
         cosines = index.cosines(texts)
-        total, keep, eligible = fusion.fuse(total, keep, allowed, eligible, cosines, slot_of, fields)
+        pull = _vote_pull(index, profiles) if any(p.liked or p.disliked for p in profiles) else None
+        total, keep, eligible = fusion.fuse(total, keep, allowed, eligible, cosines, slot_of, fields, pull)
         floor_fraction = fusion.HYBRID_FLOOR_FRACTION
-        if any(profile.liked or profile.disliked for profile in profiles):
-            total = _apply_votes(index, profiles, total, keep)
     _keep_one_of_each_duplicate_set(index, total, keep)
     profile_best = np.where(keep, total, 0).max(axis=1, keepdims=True)
     above_floor = keep & eligible & (total >= floor_fraction * profile_best)
@@ -165,23 +165,17 @@ def _rank_chunk(
 
 
 
-def _apply_votes(
-    index: PaperIndex, profiles: Sequence[Profile], total: np.ndarray, keep: np.ndarray
-) -> np.ndarray:
-    """Hybrid scores moved by each profile's votes: a paper's pull is its cosine to the mean
-    of the liked papers minus its cosine to the mean of the disliked ones, made relative to
-    the profile (its strongest pull is 1 or -1), times VOTE_WEIGHT. Only papers the profile
-    keeps already move: votes reorder, they never bring in a paper (nor an excluded one)."""
-    centroids = np.zeros((len(profiles), index.dimension), dtype=np.float32)
+def _vote_pull(index: PaperIndex, profiles: Sequence[Profile]) -> np.ndarray:
+    """(profile, paper): LIKE_WEIGHT x the mean cosine to the liked papers - DISLIKE_WEIGHT x
+    the mean cosine to the disliked ones; 0 for a profile without votes. `fusion.fuse` adds it to the similarity
+    of the paper to the profile's keywords (Rocchio's query update, on embeddings)."""
+    pull = np.zeros((len(profiles), len(index)), dtype=np.float32)
     for row, profile in enumerate(profiles):
-        for ids, sign in ((profile.liked, 1.0), (profile.disliked, -1.0)):
+        for ids, weight in ((profile.liked, LIKE_WEIGHT), (profile.disliked, -DISLIKE_WEIGHT)):
             vectors = index.vectors_of(ids)
             if len(vectors):
-                centroids[row] += sign * vectors.mean(axis=0)
-    pull = index.similarity(centroids)
-    strongest = np.maximum(np.abs(np.where(keep, pull, 0)).max(axis=1, keepdims=True), fusion.TINY)
-    moved = total + VOTE_WEIGHT * np.where(keep, pull / strongest, 0)
-    return np.round(np.where(keep, moved, 0), SCORE_DECIMALS)
+                pull[row] += weight * index.similarity(vectors).mean(axis=0)
+    return pull
 
 
 def _keep_one_of_each_duplicate_set(index: PaperIndex, total: np.ndarray, keep: np.ndarray) -> None:
