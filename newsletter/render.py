@@ -20,6 +20,7 @@ from jinja2 import Environment, StrictUndefined, Template
 from mjml import mjml2html
 
 from newsletter.ranking.trending import Trending
+from newsletter.text import clean_latex
 from newsletter.highlight import Segment, excerpt, highlight, match_spans
 from newsletter.models import Ranked
 
@@ -124,9 +125,9 @@ def _meta(pick: Ranked) -> str:
 
 
 def _item(position: int, pick: Ranked) -> dict[str, object]:
-    title = one_line(pick.paper.title)
+    title = one_line(clean_latex(pick.paper.title))
     keywords = [m.keyword for m in pick.matched]
-    full_abstract = one_line(pick.paper.abstract)  # cut so that the match it names is shown
+    full_abstract = one_line(clean_latex(pick.paper.abstract))  # cut so the match it names shows
     abstract = excerpt(full_abstract, match_spans(full_abstract, keywords), ABSTRACT_LIMIT)
     title_segments: list[Segment] = highlight(title, keywords)
     abstract_segments: list[Segment] = highlight(abstract, keywords)
@@ -164,7 +165,7 @@ def _trending_context(trending: Trending | None) -> dict[str, object]:
     )
     return {
         "trending": [
-            {"title": one_line(paper.title), "link": paper.link, "meta": one_line(paper.byline),
+            {"title": one_line(clean_latex(paper.title)), "link": paper.link, "meta": one_line(paper.byline),
              "upvotes": paper.upvotes}
             for paper in trending.papers
         ],
