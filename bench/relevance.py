@@ -1,7 +1,11 @@
 """How good are the picks? The ranker against baselines on the judged set in bench/eval.
 
-bench/eval holds interest profiles (profiles.yaml) and, per profile, a 0/1/2 judgment of every
-distinct paper of ../shared/dumps (judged/<profile>.json; how they were judged: bench/eval/README.md).
+bench/eval holds interest profiles (profiles.yaml: name, kind, keywords, exclude, intent, split)
+and, per profile, a 0/1/2 judgment of every distinct paper of ../shared/dumps
+(judged/<profile>.json: {"judgments": {paper_id: 0|1|2}, ...}), with the judges' agreement
+(agreement.json); how they were judged: bench/eval/README.md. A profile's `split` says whether
+the ranker's constants were tuned on it (`tune`) or not (`held-out`): means are printed per
+split, and the per-kind table on the held-out profiles alone.
 This script ranks those papers for each profile with every system below, in one run, and
 prints nDCG@5, precision@5, recall@10, nDCG@10 and the F1 of the set that would be mailed, per
 profile, per kind of profile and on average. Run from the repository root:
@@ -77,6 +81,7 @@ class EvalProfile:
     keywords: tuple[str, ...]
     exclude: tuple[str, ...]
     grades: dict[str, int]  # paper id -> 0, 1 or 2
+    split: str = "tune"  # "tune": the constants were tuned on it; "held-out": never
 
 
 @dataclass(frozen=True)
@@ -120,6 +125,7 @@ def load_profiles(eval_dir: Path) -> list[EvalProfile]:
                 keywords=tuple(entry["keywords"]),
                 exclude=tuple(entry.get("exclude") or ()),
                 grades={paper_id: int(grade) for paper_id, grade in grades.items()},
+                split=str(entry.get("split", "tune")),
             )
         )
     return profiles
@@ -241,16 +247,49 @@ def print_table(table: Table, profiles: Sequence[EvalProfile]) -> None:
     print(f"\nMean over {len(profiles)} profiles\n\n{header}\n{rule}")
     for system in systems:
         print(line("**mean**", system, averaged(table, system, [p.name for p in profiles])))
-    kinds = sorted({kind for p in profiles for kind in p.kinds})
-    print(f"\nBy kind of profile (a profile counts under each of its kinds)\n\n{header}\n{rule}")
-    for kind in kinds:
-        names = [p.name for p in profiles if kind in p.kinds]
-        for system in systems:
-            print(line(f"{kind} ({len(names)})", system, averaged(table, system, names)))
+    splits = sorted({p.split for p in profiles}, key=lambda split: split != "held-out")
+    if len(splits) > 1:
+        print(f"\nBy split (tune: the constants were tuned on these; held-out: never)\n\n{header}\n{rule}")
+        for split in splits:
+            names = [p.name for p in profiles if p.split == split]
+            for system in systems:
+                print(line(f"**{split}** ({len(names)})", system, averaged(table, system, names)))
+        held_out = [p for p in profiles if p.split == "held-out"]
+        print_kinds(table, held_out, "held-out profiles only", header, rule, line)
+    print_kinds(table, profiles, "all profiles", header, rule, line)
     print(f"\nPer profile\n\n{header}\n{rule}")
     for profile in profiles:
         for system in systems:
             print(line(profile.name, system, table.rows[system][profile.name]))
+
+
+def print_kinds(
+    table: Table, profiles: Sequence[EvalProfile], label: str, header: str, rule: str,
+    line: Callable[[str, str, dict[str, float]], str],
+) -> None:
+    kinds = sorted({kind for p in profiles for kind in p.kinds})
+    print(f"\nBy kind of profile, {label} (a profile counts under each of its kinds)\n\n{header}\n{rule}")
+    for kind in kinds:
+        names = [p.name for p in profiles if kind in p.kinds]
+        for system in table.rows:
+            print(line(f"{kind} ({len(names)})", system, averaged(table, system, names)))
+
+
+def print_agreement(eval_dir: Path, profiles: Sequence[EvalProfile]) -> None:
+    """Inter-judge agreement (agreement.json: per profile, two judges' raw agreement, Cohen's
+    kappa, and how many disagreements a third judge settled)."""
+    path = eval_dir / "agreement.json"
+    if not path.is_file():
+        return
+    figures = json.loads(path.read_text(encoding="utf-8"))
+    rows = [figures[p.name] for p in profiles if p.name in figures]
+    if not rows:
+        return
+    settled = sum(int(row.get("settled_by_third", 0)) for row in rows)
+    print(f"judges: two per profile on {len(rows)} profiles; mean raw agreement "
+          f"{mean(float(r['agreement']) for r in rows):.4f}, mean Cohen's kappa "
+          f"{mean(float(r['kappa']) for r in rows):.3f} (lowest {min(float(r['kappa']) for r in rows):.3f}); "
+          f"{settled} disagreements settled by a third judge")
 
 
 @contextmanager
@@ -344,6 +383,7 @@ def main() -> None:
     ranker_systems, indexes = semantic_systems(papers, args.max_papers)
     systems.update(ranker_systems)
     print(f"papers: {len(papers)}; profiles: {len(profiles)}; max_papers: {args.max_papers}")
+    print_agreement(args.eval_dir, profiles)
     print_table(evaluate(systems, profiles, args.max_papers), profiles)
     if args.lopo:
         grids = {"lexical": LEXICAL_GRID, "hybrid": HYBRID_GRID}

@@ -44,11 +44,11 @@ def fuse(
     similarity before any of this; an excluded paper stays out whatever it says.
     """
     valid = slot_of >= 0
-    # The mean over each profile's keywords, as one product: (profile, slot) weights 1/k.
-    weights = np.zeros((len(slot_of), len(cosines)), dtype=np.float32)
-    rows, columns = np.nonzero(valid)
-    weights[rows, slot_of[rows, columns]] = 1 / valid.sum(axis=1)[rows]
-    similarity = weights @ cosines
+    # The mean over each profile's keywords, gathered (padding reads an all-zero last row).
+    # Not as a (profile, slot) x (slot, paper) product: that matrix is nearly all zeros, and
+    # a multithreaded BLAS on a busy 2-core machine took 2 s over the 79 chunks of 10,000.
+    padded = np.vstack([cosines, np.zeros((1, cosines.shape[1]), dtype=cosines.dtype)])
+    similarity = padded[slot_of].sum(axis=1, dtype=np.float32) / np.maximum(valid.sum(axis=1), 1)[:, None]
     if pull is not None:  # the profile's votes: toward the liked papers, away from the others
         similarity = similarity + pull
     median = _row_medians(similarity)
