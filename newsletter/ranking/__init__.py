@@ -57,7 +57,16 @@ Rules
   ranking; a profile that matches nothing gets no picks: there is no filler. The picks are the
   first `max_papers` papers in rank order that clear the floor. The floor is relative because
   BM25's scale depends on the batch and on the query: no absolute constant fits all.
-- Hybrid (when the index has paper embeddings, `Semantic`): see `fusion.fuse`. The constants were
+- Hybrid (when the index has paper embeddings, `Semantic`): see `fusion.fuse`.
+- Followed authors (`Profile.authors`): a paper one of whose named authors is followed is kept
+  and picked whatever its keywords say, ranked ahead of the keyword picks, and explained as
+  ("author",) under the author's name; an exclude still drops it. Dumps that give only a count
+  of authors match no one.
+- Votes (`Profile.liked`, `Profile.disliked`: paper ids, from this batch or earlier ones, whose
+  vectors `Semantic.paper_vectors` holds): in hybrid ranking, LIKE_WEIGHT x a paper's mean
+  cosine to the liked papers minus DISLIKE_WEIGHT x its mean cosine to the disliked ones is
+  added to its similarity to the profile before fusion; excluded papers stay out.
+- Trending (`trending`): the day's most-upvoted papers, apart from the picks (its docstring). The constants were
   tuned on bench/eval (bench/relevance.py prints a leave-one-profile-out check).
 """
 
