@@ -523,3 +523,19 @@ def test_trending_without_upvotes_follows_the_listing_and_says_so() -> None:
     assert not shown.by_upvotes
     assert [p.title for p in shown.papers] == ["Zeta first in the listing", "Alpha second"]
     assert trending(PaperIndex.build(papers), Profile(()), 0).papers == ()
+
+
+def test_a_keyword_written_as_a_sentence_is_eligible_on_most_of_its_words() -> None:
+    keyword = "giving language models memory beyond the context window"
+    papers = [
+        *BACKGROUND,
+        paper("MemoryOS", "Language models get a memory store beyond their context window."),
+        paper("Context windows", "We measure the context window of vision models."),
+    ]
+    ranked = rank_papers(papers, Profile((keyword,)), max_papers=5)
+    picked = [item for item in ranked if item.picked]
+    assert [item.paper.title for item in picked] == ["MemoryOS"]
+    assert picked[0].matched == (KeywordMatch(keyword, ("most words",)),)
+    # A short keyword still needs all its words: half of them is not enough.
+    short = rank_papers(papers, Profile(("memory consolidation",)), max_papers=5)
+    assert [item.paper.title for item in short if item.picked] == []

@@ -52,8 +52,12 @@ Rules
   a group stays in a profile's ranking.
 - Order: score (rounded to SCORE_DECIMALS) descending, then upvotes descending (unknown counts as
   0), then title. Upvotes only order papers of equal score: they never lift one above another.
-- Floor: a paper is picked only when a keyword occurs whole in it (or, hybrid, when it is close
-  in meaning) and its score is at least FLOOR_FRACTION x the best paper's score in this
+- A keyword written as a sentence (LONG_KEYWORD_WORDS content words or more: "memory beyond
+  the context window") rarely occurs whole: a paper holding MOST_WORDS_FRACTION of its content
+  words in its title or in its abstract is eligible for the picks on them, listed as "most
+  words" (its score is still that of the words alone).
+- Floor: a paper is picked only when a keyword occurs whole in it (or most words of a long
+  one; or, hybrid, when it is close in meaning) and its score is at least FLOOR_FRACTION x the best paper's score in this
   ranking; a profile that matches nothing gets no picks: there is no filler. The picks are the
   first `max_papers` papers in rank order that clear the floor. The floor is relative because
   BM25's scale depends on the batch and on the query: no absolute constant fits all.

@@ -98,3 +98,11 @@ class Field:
                 if token == terms[0]
             )
         return exact
+
+    def content_fraction(self, terms: Terms) -> np.ndarray:
+        """The share of a keyword's distinct content words (function words aside) that occur
+        in each paper of this field."""
+        content = [term for term in dict.fromkeys(terms) if term not in acronyms.FUNCTION_WORDS]
+        if not content:
+            return np.zeros(self._size, dtype=np.float32)
+        return np.mean([self.term_scores(term) > 0 for term in content], axis=0).astype(np.float32)

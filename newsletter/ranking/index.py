@@ -25,6 +25,9 @@ EMBEDDED_ACRONYM_LETTERS = 3  # a keyword is also embedded abbreviated by an acr
 WHOLE = 3  # field codes 1 (title), 2 (abstract) and 3 (both): the keyword occurs whole
 SIMILAR = 4  # field code of a keyword a paper matched only in meaning (hybrid ranking)
 SOME_WORDS = 8  # field code of a keyword only some of whose words occur
+MOST_WORDS = 32  # field code of a long keyword most of whose words occur in one field
+LONG_KEYWORD_WORDS = 3  # a keyword of this many content words or more is written as a sentence ...
+MOST_WORDS_FRACTION = 0.6  # ... and this share of them in the title or abstract makes it eligible
 
 Spellings = tuple[acronyms.Spelling, ...]
 
@@ -211,10 +214,17 @@ class PaperIndex:
             phrase = title_phrase.astype(np.uint8) | (abstract_phrase.astype(np.uint8) << 1)
             fields = np.where(phrase > 0, phrase, fields)
             words = TITLE_WEIGHT * title_words + abstract_words
+            fields = np.where((fields == 0) & (words > 0), SOME_WORDS, fields)
+            content = [t for t in dict.fromkeys(terms) if t not in acronyms.FUNCTION_WORDS]
+            if MOST_WORDS_FRACTION and len(content) >= LONG_KEYWORD_WORDS:
+                # A keyword written as a phrase of its own ("memory beyond the context window")
+                # rarely occurs whole: most of its words in one field make the paper eligible.
+                share = np.maximum(self._title.content_fraction(terms), self._abstract.content_fraction(terms))
+                fields = np.where((fields == SOME_WORDS) & (share >= MOST_WORDS_FRACTION), MOST_WORDS, fields)
             vectors = KeywordVectors(
                 score=np.log1p(TITLE_WEIGHT * title + abstract).astype(np.float32),
                 words=np.log1p(words).astype(np.float32),
-                fields=np.where((fields == 0) & (words > 0), SOME_WORDS, fields).astype(np.uint8),
+                fields=fields.astype(np.uint8),
             )
             self._terms[terms] = vectors
         return vectors
@@ -249,7 +259,7 @@ class PaperIndex:
             vectors = KeywordVectors(
                 score=np.max([part.score for part in parts], axis=0),
                 words=parts[0].words,
-                fields=np.where(whole > 0, whole, parts[0].fields & SOME_WORDS).astype(np.uint8),
+                fields=np.where(whole > 0, whole, parts[0].fields & (SOME_WORDS | MOST_WORDS)).astype(np.uint8),
             )
             self._keywords[spellings] = vectors
         return vectors

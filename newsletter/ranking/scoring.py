@@ -17,7 +17,7 @@ import numpy as np
 from newsletter.models import KeywordMatch, Paper, Ranked
 from newsletter.ranking import fusion
 from newsletter.ranking.fusion import SCORE_DECIMALS
-from newsletter.ranking.index import SIMILAR, SOME_WORDS, WHOLE, PaperIndex, Semantic, Spellings, Terms
+from newsletter.ranking.index import MOST_WORDS, SIMILAR, SOME_WORDS, WHOLE, PaperIndex, Semantic, Spellings, Terms
 
 SECONDARY_WEIGHT = 0.5  # each keyword beyond a paper's best one counts this much
 WORDS_WEIGHT = 0.5  # each keyword's words, counted one by one wherever they occur
@@ -30,6 +30,7 @@ _FIELD_NAMES = {
     1: ("title",), 2: ("abstract",), 3: ("title", "abstract"), AUTHOR: ("author",),
     SIMILAR: ("similar meaning",), SOME_WORDS: ("some words",),
     SIMILAR | SOME_WORDS: ("similar meaning", "some words"),
+    MOST_WORDS: ("most words",), SIMILAR | MOST_WORDS: ("similar meaning", "most words"),
 }
 
 
@@ -105,7 +106,7 @@ def _rank_chunk(
     )
     total = np.round(total, SCORE_DECIMALS)
     keep = allowed & (total > 0)
-    eligible = np.asarray((fields & WHOLE).any(axis=1))
+    eligible = np.asarray((fields & (WHOLE | MOST_WORDS)).any(axis=1))
     floor_fraction = FLOOR_FRACTION
     if index.hybrid and slots:
         texts = [""] * len(slots)
@@ -141,7 +142,7 @@ def _rank_chunk(
     patterns = fields[rows, :, papers_at]
     # "some words" explains only a paper that holds no keyword whole: beside a whole match it
     # would be noise in the email.
-    patterns[(patterns & WHOLE).any(axis=1)] &= ~np.uint8(SOME_WORDS)
+    patterns[(patterns & WHOLE).any(axis=1)] &= ~np.uint8(SOME_WORDS | MOST_WORDS)
     patterns_blob = np.ascontiguousarray(patterns).tobytes()
     columns = zip(
         papers_at.tolist(),
