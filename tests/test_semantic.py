@@ -296,3 +296,17 @@ def test_votes_never_override_an_exclude() -> None:
         ("mixture of experts",), exclude=("speech",), liked=frozenset({VOTED[3].paper_id})
     )
     assert order(profile) == ["Expert routing A"]
+
+
+def test_ingest_with_an_encoder_embeds_the_new_papers(real_encoder, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from newsletter.ingest import ingest_dumps
+
+    dumps = Path(__file__).resolve().parents[1] / "examples" / "dumps"
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    report = ingest_dumps(store, dumps, encoder=real_encoder)
+    papers = store.all_papers()
+    assert papers and report.embedded == len(papers)
+    assert set(store.paper_embeddings(real_encoder.model, [p.paper_id for p in papers])) == {
+        p.paper_id for p in papers
+    }
+    assert ingest_dumps(store, dumps, encoder=real_encoder).embedded == 0  # nothing new
