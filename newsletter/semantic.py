@@ -178,15 +178,20 @@ def embed_keywords(store: Any, encoder: Encoder, keywords: Iterable[str], papers
 
 # Reading them back (the send) -----------------------------------------------------------
 def stored_semantic(
-    store: Any, model: str, papers: Sequence[Paper], fallback: Encoder | None = None
+    store: Any, model: str, papers: Sequence[Paper], fallback: Encoder | None = None,
+    voted: Iterable[str] = (),
 ) -> Semantic | None:
     """What hybrid ranking needs for `papers`, read from the store: paper vectors, and keyword
     vectors by text. A keyword text not stored is encoded by `fallback` when one is given
     (loading the model in this process), else left out of its keyword's mean (`Semantic`).
-    None when no paper has a vector for `model`."""
+    `voted`: ids of papers subscribers voted on (any day), whose vectors votes need
+    (`Profile.liked`, `Profile.disliked`). None when no paper has a vector for `model`."""
     vectors = store.paper_embeddings(model, [paper.paper_id for paper in papers])
     if not vectors:
         return None
+    wanted = [paper_id for paper_id in voted if paper_id not in vectors]
+    if wanted:
+        vectors.update(store.paper_embeddings(model, wanted))
     width = len(next(iter(vectors.values())))
     return Semantic(vectors, _stored_lookup(store, model, width, fallback))
 

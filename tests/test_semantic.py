@@ -194,6 +194,13 @@ def test_papers_embedded_at_ingest_and_keywords_stored_make_a_send_need_no_model
     assert rank_papers(PAPERS, profile, max_papers=3, semantic=stored) == rank_papers(
         PAPERS, profile, max_papers=3, semantic=in_memory
     )
+    # Votes on papers of earlier days find their vectors through `voted`.
+    old = Paper("An old paper on expert routing", "Voted on last week.")
+    store.add_dump(path="old", sha256="o" * 64, format="t", listing_date=None, dump_papers_=[old])
+    assert embed_new_papers(store, real_encoder) == 1
+    assert old.paper_id not in stored.paper_vectors
+    with_votes = stored_semantic(store, real_encoder.model, PAPERS, voted=[old.paper_id, "arxiv:unknown"])
+    assert with_votes is not None and old.paper_id in with_votes.paper_vectors
     # A keyword nobody embedded yet counts as unknown, not as a crash; the lexical part holds.
     unknown = rank_papers(PAPERS, Profile(("neural audio",)), max_papers=3, semantic=stored)
     assert [item.paper.title for item in unknown if item.picked] == ["Neural audio codecs"]
