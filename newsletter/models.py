@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     from newsletter.links import LinkSettings
+    from newsletter.ranking.trending import Trending
     from newsletter.signing import DkimKey
     from newsletter.subscribers import Subscriber
 
@@ -165,6 +166,7 @@ class Plan:
     message_id: str
     reason: str = ""  # set when nothing is to be sent
     digest_id: int | None = None  # the ledger row, when one exists that is not `sent`
+    trending: Trending | None = None  # the day's most upvoted papers, when the subscriber asks
     rounds: int = 0  # delivery rounds the ledger row has had (for the retry backoff)
     created_at: datetime | None = None  # when the ledger row was written (its lifetime starts)
 

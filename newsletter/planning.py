@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import bisect
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 from newsletter.message import digest_message_id
 from newsletter.models import DeliveryState, Paper, Plan, Ranked
 from newsletter.ranking import PaperIndex, Profile, Semantic, rank_many, rank_papers
+from newsletter.ranking.trending import trending
 from newsletter.store import DaySnapshot, LedgerRow
 from newsletter.subscribers import Subscriber
 
@@ -38,8 +39,15 @@ def local_day(subscriber: Subscriber, now: datetime) -> date:
     return now.astimezone(ZoneInfo(subscriber.timezone)).date()
 
 
-def profile_for(subscriber: Subscriber) -> Profile:
-    return Profile(keywords=subscriber.keywords, exclude=subscriber.exclude)
+def profile_for(subscriber: Subscriber, votes: Mapping[str, tuple[frozenset[str], frozenset[str]]] | None = None) -> Profile:
+    """The ranker's view of a subscriber: keywords, excludes, followed authors, and the papers
+    they voted "more like this" / "less like this" on (from the store; they win nothing over
+    an exclude)."""
+    liked, disliked = (votes or {}).get(subscriber.email.casefold(), (frozenset(), frozenset()))
+    return Profile(
+        keywords=subscriber.keywords, exclude=subscriber.exclude, authors=subscriber.authors,
+        liked=liked, disliked=disliked,
+    )
 
 
 @dataclass(frozen=True)
@@ -72,6 +80,7 @@ class Planner:
     suppressed: Collection[str] = frozenset()
     unsubscribed: Collection[str] = frozenset()
     retry: Retry = field(default_factory=Retry)
+    votes: Mapping[str, tuple[frozenset[str], frozenset[str]]] = field(default_factory=dict)  # liked, disliked
     include_sent: bool = False  # plan today's digest even if sent (a test copy, a resend)
     resend_failed: bool = True  # plan again today's digest the server refused (a run by hand)
     expired: list[LedgerRow] = field(default_factory=list)  # deferred rows found past their lifetime
@@ -112,7 +121,7 @@ class Planner:
     def _replan(self, subscriber: Subscriber, row: LedgerRow, paper_ids: Sequence[str]) -> Plan:
         papers = [self._by_id[paper_id] for paper_id in paper_ids if paper_id in self._by_id]
         semantic = self.semantic_for(papers) if self.semantic_for and papers else None
-        rescored = rank_papers(papers, profile_for(subscriber), max_papers=len(papers) or 1, semantic=semantic)
+        rescored = rank_papers(papers, profile_for(subscriber, self.votes), max_papers=len(papers) or 1, semantic=semantic)
         by_id = {r.paper.paper_id: r for r in rescored}  # for the "why" of each paper
         picks = tuple(by_id.get(p.paper_id, Ranked(p, 0.0, ())) for p in papers)
         return Plan(
@@ -203,11 +212,15 @@ class Planner:
                 for position, subscriber, day, message_id in members:
                     out[position].append(Plan(subscriber, day, (), message_id, reason="no new papers since the last digest"))
                 continue
-            results = rank_many(index, [profile_for(m[1]) for m in members], max_papers=max_papers, picks_only=True)
-            for (position, subscriber, day, message_id), ranked in zip(members, results):
+            profiles = [profile_for(m[1], self.votes) for m in members]
+            results = rank_many(index, profiles, max_papers=max_papers, picks_only=True)
+            for (position, subscriber, day, message_id), profile, ranked in zip(members, profiles, results):
                 picks = tuple(r for r in ranked if r.picked)
-                if not picks and not subscriber.send_empty:
+                hot = None
+                if subscriber.trending:  # the day's most upvoted, never repeating a pick
+                    hot = trending(index, profile, subscriber.trending, skip={r.paper.paper_id for r in picks})
+                if not picks and not (hot and hot.papers) and not subscriber.send_empty:
                     reason = f"nothing above the relevance floor among {len(index)} new papers"
                     out[position].append(Plan(subscriber, day, (), message_id, reason=reason))
                 else:
-                    out[position].append(Plan(subscriber, day, picks, message_id))
+                    out[position].append(Plan(subscriber, day, picks, message_id, trending=hot))

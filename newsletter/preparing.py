@@ -69,7 +69,11 @@ class PrepareSetup:
 
 def make_planner(setup: PrepareSetup, store: Store) -> Planner:
     """A planner over a fresh snapshot of the store, with the suppressions of the moment."""
-    unsubscribed = getattr(store, "unsubscribed_addresses", lambda: set())()
+    unsubscribed = store.unsubscribed_addresses()
+    votes: dict[str, tuple[set[str], set[str]]] = {}
+    for vote in store.votes():
+        liked, disliked = votes.setdefault(vote.subscriber, (set(), set()))
+        (liked if vote.vote > 0 else disliked).add(vote.paper_id)
     return Planner(
         snapshot=store.day_snapshot(setup.days),
         domain=setup.sender.domain,
@@ -80,6 +84,7 @@ def make_planner(setup: PrepareSetup, store: Store) -> Planner:
         unsubscribed=unsubscribed,
         retry=setup.retry,
         resend_failed=setup.resend_failed,
+        votes={s: (frozenset(liked), frozenset(disliked)) for s, (liked, disliked) in votes.items()},
     )
 
 

@@ -28,8 +28,10 @@ from mjml import mjml2html
 
 from markupsafe import escape
 
-from newsletter.highlight import Segment, highlight
 from newsletter.links import DigestLinks
+from newsletter.ranking.trending import Trending
+from newsletter.text import clean_latex
+from newsletter.highlight import Segment, excerpt, highlight, match_spans
 from newsletter.models import Ranked
 
 # A wheel carries templates/ inside the package (pyproject maps it to newsletter/templates);
@@ -138,10 +140,12 @@ def _meta(pick: Ranked) -> str:
     return one_line(" · ".join(part for part in parts if part))
 
 
-@lru_cache(maxsize=8192)
-def _trimmed(abstract: str) -> tuple[str, str]:
-    """An abstract cut for the card, and wrapped for the text part (once per paper)."""
-    trimmed = trim_abstract(abstract)
+@lru_cache(maxsize=32768)
+def _trimmed(abstract: str, keywords: tuple[str, ...]) -> tuple[str, str]:
+    """An abstract cut for the card so that the match it names shows, and wrapped for the text
+    part (once per paper and matched keywords)."""
+    full = one_line(clean_latex(abstract))
+    trimmed = excerpt(full, match_spans(full, keywords), ABSTRACT_LIMIT)
     wrapped = textwrap.fill(
         trimmed, TEXT_WIDTH, initial_indent="   ", subsequent_indent="   ",
         break_long_words=True, break_on_hyphens=False,
@@ -158,9 +162,9 @@ def _wrapped_title(position: int, title: str) -> str:
 
 
 def _item(position: int, pick: Ranked) -> dict[str, object]:
-    abstract, abstract_wrapped = _trimmed(pick.paper.abstract)
-    title = one_line(pick.paper.title)
+    title = one_line(clean_latex(pick.paper.title))
     keywords = [m.keyword for m in pick.matched]
+    abstract, abstract_wrapped = _trimmed(pick.paper.abstract, tuple(keywords))
     title_segments: list[Segment] = highlight(title, keywords)
     abstract_segments: list[Segment] = highlight(abstract, keywords)
     return {
@@ -171,11 +175,31 @@ def _item(position: int, pick: Ranked) -> dict[str, object]:
         "link": pick.paper.link,
         "meta": _meta(pick),
         "matched": [
-            {"keyword": one_line(m.keyword), "where": " and ".join(m.fields)} for m in pick.matched
+            {"keyword": one_line(m.keyword), "where": " and ".join(m.fields), "author": m.fields == ("author",)}
+            for m in pick.matched
         ],
         "abstract": abstract,
         "title_wrapped": _wrapped_title(position, title),
         "abstract_wrapped": abstract_wrapped,
+    }
+
+
+def _trending_context(trending: Trending | None) -> dict[str, object]:
+    """The "Trending today" section: the day's most-upvoted papers (issue 15)."""
+    if trending is None or not trending.papers:
+        return {"trending": [], "trending_note": ""}
+    note = (
+        "The most-upvoted papers of the day's listing."
+        if trending.by_upvotes
+        else "Today's listing gives no upvote counts, so these are its first papers, in its order."
+    )
+    return {
+        "trending": [
+            {"title": one_line(clean_latex(paper.title)), "link": paper.link, "meta": one_line(paper.byline),
+             "upvotes": paper.upvotes}
+            for paper in trending.papers
+        ],
+        "trending_note": note,
     }
 
 
@@ -192,11 +216,24 @@ class _Parts(NamedTuple):
     foot: Template
 
 
+_LOOP_TAG = re.compile(r"{%-?\s*(for|endfor)\b")
+
+
+def _loop_end(source: str, start: int) -> int:
+    """Where the loop opened at `start` closes: its matching LOOP_END (loops nest)."""
+    depth = 0
+    for tag in _LOOP_TAG.finditer(source, start):
+        depth += 1 if tag.group(1) == "for" else -1
+        if depth == 0:
+            return source.index(LOOP_END, tag.start())
+    raise ValueError("the card loop of the digest template is never closed")
+
+
 def _cut(source: str, env: Environment) -> _Parts:
-    """A template cut at its loop over the cards: before, the loop's body, after. The loop
-    is the first LOOP_START and the last LOOP_END (the card has loops of its own)."""
+    """A template cut at its loop over the cards (LOOP_START and its own LOOP_END; the card
+    has loops of its own, and other sections may follow): before, the loop's body, after."""
     start = source.index(LOOP_START)
-    end = source.rindex(LOOP_END)
+    end = _loop_end(source, start)
     return _Parts(
         env.from_string(source[:start]),
         env.from_string(source[start + len(LOOP_START) : end]),
@@ -285,6 +322,7 @@ def render_digest(
     unsubscribe_link: str,
     keywords_link: str = "",
     links: DigestLinks | None = None,
+    trending: Trending | None = None,
 ) -> RenderedDigest:
     """Render one digest. `picks` are in rank order; an empty list renders a short note.
 
@@ -314,6 +352,7 @@ def render_digest(
         "unsubscribe_link": unsubscribe_link,
         "keywords_link": keywords_link,
         "view_link": links.view if links else "",
+        **_trending_context(trending),
     }
     html, text = _html_parts(), _text_parts()
     html_parts = [html.head.render(context)]

@@ -19,6 +19,7 @@ from newsletter.delivery import Transport, make_transport
 from newsletter.ingest import IngestReport, ingest_dumps
 from newsletter.models import Sender
 from newsletter.planning import Retry
+from newsletter import semantic
 from newsletter.semantic import Encoder, encoder_for
 from newsletter.settings import Settings
 from newsletter.store import Store
@@ -93,14 +94,27 @@ class Runtime:
     def ingest(
         self, path: Path | None = None, progress: Progress | None = None, *, settle_seconds: float = 0
     ) -> IngestReport:
-        """Ingest new dumps; `settle_seconds`: leave files still being written for later."""
-        return ingest_dumps(self.store, path or self.settings.dumps_dir, progress, settle_seconds=settle_seconds)
+        """Ingest new dumps; `settle_seconds`: leave files still being written for later. With
+        hybrid ranking on, new papers are embedded now (once each), not at the first send."""
+        return ingest_dumps(
+            self.store, path or self.settings.dumps_dir, progress, settle_seconds=settle_seconds,
+            encoder=semantic_encoder(self.settings),
+        )
+
+    def embed_keywords(self, subscribers: Sequence) -> None:  # type: ignore[type-arg]
+        """With hybrid ranking on, store the vectors of keywords not seen before, so a send
+        reads every vector from the store and needs no model in memory."""
+        encoder = semantic_encoder(self.settings)
+        if encoder is not None:
+            keywords = {keyword for s in subscribers for keyword in s.keywords}
+            semantic.embed_keywords(self.store, encoder, sorted(keywords), self.store.all_papers())
 
     def run_day(
         self, subscribers: Sequence, now: datetime | None = None, *, by_hand: bool = True,  # type: ignore[type-arg]
         progress: Progress | None = None,
     ) -> DayReport:
         """The day's digests for `subscribers`, through the transport the settings choose."""
+        self.embed_keywords(subscribers)
         report = run_day(
             self.store, subscribers, self.sender, self.transport(), now,
             day_options(self.settings, by_hand=by_hand), progress=progress,

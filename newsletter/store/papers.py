@@ -1,4 +1,4 @@
-"""Dumps, papers and paper embeddings: what ingest writes and ranking reads."""
+"""Dumps and papers: what ingest writes and ranking reads (embeddings: `embeddings.py`)."""
 
 from __future__ import annotations
 
@@ -7,14 +7,13 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
-import numpy as np
 from sqlalchemy import Date, bindparam, func, select, text, update
 from sqlalchemy.engine import Connection, Row
 
 from newsletter.models import Paper
 from newsletter.store.base import StoreBase, new_id
 from newsletter.store.base import now as _now
-from newsletter.store.schema import EMBEDDING_DTYPE, dump_papers, dumps, paper_embeddings, papers
+from newsletter.store.schema import dump_papers, dumps, papers
 
 # The hottest query of a send run (once per subscriber), kept as plain SQL: building it with
 # the expression language cost more than running it. Same rules as `PaperStore.candidate_ids`.
@@ -161,52 +160,6 @@ class PaperStore(StoreBase):
     def all_papers(self) -> list[Paper]:
         with self._tx() as db:
             return [paper_from_row(row._mapping) for row in db.execute(select(papers))]
-
-    # paper embeddings ----------------------------------------------------------------------
-    def paper_embeddings(self, model: str, paper_ids: Sequence[str]) -> dict[str, np.ndarray]:
-        """The stored vectors of these papers for `model` (papers without one are left out)."""
-        found: dict[str, np.ndarray] = {}
-        wanted = list(dict.fromkeys(paper_ids))
-        with self._tx() as db:
-            for start in range(0, len(wanted), 500):  # bound the IN list
-                rows = db.execute(
-                    select(paper_embeddings.c.paper_id, paper_embeddings.c.vector).where(
-                        paper_embeddings.c.model == model,
-                        paper_embeddings.c.paper_id.in_(wanted[start : start + 500]),
-                    )
-                )
-                for paper_id, vector in rows:
-                    found[paper_id] = np.frombuffer(vector, dtype=EMBEDDING_DTYPE)
-        return found
-
-    def save_paper_embeddings(self, model: str, vectors: dict[str, np.ndarray]) -> None:
-        """Store vectors for `model`; a paper that already has one keeps it."""
-        if not vectors:
-            return
-        now = _now()
-        with self._tx() as db:
-            known = set(
-                db.execute(
-                    select(paper_embeddings.c.paper_id).where(
-                        paper_embeddings.c.model == model,
-                        paper_embeddings.c.paper_id.in_(list(vectors)),
-                    )
-                ).scalars()
-            )
-            rows = [
-                {
-                    "paper_id": paper_id,
-                    "model": model,
-                    "dimension": int(vector.shape[0]),
-                    "vector": np.ascontiguousarray(vector, dtype=EMBEDDING_DTYPE).tobytes(),
-                    "created_at": now,
-                }
-                for paper_id, vector in vectors.items()
-                if paper_id not in known
-            ]
-            if rows:
-                db.execute(paper_embeddings.insert(), rows)
-
 
 
 def paper_from_row(row: object) -> Paper:

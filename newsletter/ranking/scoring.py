@@ -1,0 +1,246 @@
+"""Scoring profiles against a `PaperIndex` and choosing the picks, as array operations.
+
+`rank_many` scores a chunk of profiles as (profile, keyword, paper) arrays, with no loop over
+profile x paper; `rank` and `rank_papers` are its one-profile forms. The rules are in the
+docstring of `newsletter.ranking`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from itertools import islice
+
+import numpy as np
+
+from newsletter.models import KeywordMatch, Paper, Ranked
+from newsletter.ranking import fusion
+from newsletter.ranking.fusion import SCORE_DECIMALS
+from newsletter.ranking.index import MOST_WORDS, SIMILAR, SOME_WORDS, WHOLE, PaperIndex, Semantic, Spellings, Terms
+
+SECONDARY_WEIGHT = 0.5  # each keyword beyond a paper's best one counts this much
+WORDS_WEIGHT = 0.5  # each keyword's words, counted one by one wherever they occur
+FLOOR_FRACTION = 0.3  # picks score at least this fraction of the profile's best paper
+BATCH_PROFILES = 128  # profiles scored together by `rank_many` (bounds its memory)
+AUTHOR = 16  # field code of a followed author (a "keyword" slot of its own)
+LIKE_WEIGHT = 0.5  # how far "more like this" pulls toward the liked papers (a cosine weight)
+DISLIKE_WEIGHT = 0.25  # how far "less like this" pushes away from the disliked ones
+_FIELD_NAMES = {
+    1: ("title",), 2: ("abstract",), 3: ("title", "abstract"), AUTHOR: ("author",),
+    SIMILAR: ("similar meaning",), SOME_WORDS: ("some words",),
+    SIMILAR | SOME_WORDS: ("similar meaning", "some words"),
+    MOST_WORDS: ("most words",), SIMILAR | MOST_WORDS: ("similar meaning", "most words"),
+}
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What one subscriber wants: keywords to rank by, keywords whose papers are never picked,
+    authors whose papers are always picked, and the papers they voted on ("more like this":
+    `liked`, "less like this": `disliked`, by paper id; they tune the hybrid ranking)."""
+
+    keywords: tuple[str, ...]
+    exclude: tuple[str, ...] = ()
+    authors: tuple[str, ...] = ()
+    liked: frozenset[str] = frozenset()
+    disliked: frozenset[str] = frozenset()
+
+
+def _profile_keywords(index: PaperIndex, keywords: Sequence[str]) -> list[tuple[str, Spellings]]:
+    """Keywords with their spellings; those without any token, or another spelling of an
+    earlier keyword ("LLMs" after "LLM", "MoE" after "mixture of experts"), are left out."""
+    seen: dict[frozenset[Terms], tuple[str, Spellings]] = {}
+    for keyword in keywords:
+        spellings, key = index.spelled(keyword)
+        if key and key not in seen:
+            seen[key] = (keyword, spellings)
+    return list(seen.values())
+
+
+@lru_cache(maxsize=65536)
+def _explanation(keywords: tuple[str, ...], pattern: bytes) -> tuple[KeywordMatch, ...]:
+    """The `matched` tuple for one pattern of field codes, one byte per keyword (papers with
+    the same pattern share one tuple; bytes past the profile's keywords are padding)."""
+    return tuple([_keyword_match(keyword, code) for keyword, code in zip(keywords, pattern) if code])
+
+
+@lru_cache(maxsize=65536)
+def _keyword_match(keyword: str, code: int) -> KeywordMatch:
+    """One shared (immutable) KeywordMatch per keyword and field code."""
+    return KeywordMatch(keyword, _FIELD_NAMES[code])
+
+
+def _rank_chunk(
+    index: PaperIndex, profiles: Sequence[Profile], max_papers: int, picks_only: bool
+) -> list[list[Ranked]]:
+    """The rules of the module docstring, as array operations over (profile, keyword, paper)."""
+    keyword_lists = [_profile_keywords(index, profile.keywords) for profile in profiles]
+    author_lists = [tuple(dict.fromkeys(profile.authors)) for profile in profiles]
+    width = max(map(len, keyword_lists), default=0)
+    authors_width = max(map(len, author_lists), default=0)
+    if not len(index) or not (width or authors_width):
+        return [[] for _ in profiles]
+    width = max(width, 1)  # a profile of authors alone still has one (empty) keyword slot
+    # Each distinct keyword of the chunk is one row of a matrix; profiles gather their rows
+    # (padding with an all-zero last row) into (profile, keyword, paper) arrays.
+    slots: dict[Spellings, int] = {}
+    slot_of = np.full((len(profiles), width), -1, dtype=np.intp)
+    for row, keywords in enumerate(keyword_lists):
+        slot_of[row, : len(keywords)] = [slots.setdefault(t, len(slots)) for _, t in keywords]
+    vectors = [index.keyword_vectors(terms) for terms in slots]
+    zeros = np.zeros(len(index), dtype=np.float32)
+    scores = np.stack([v.score for v in vectors] + [zeros])[slot_of]
+    words = np.stack([v.words for v in vectors] + [zeros])[slot_of]
+    fields = np.stack([v.fields for v in vectors] + [zeros.astype(np.uint8)])[slot_of]
+    allowed = np.ones((len(profiles), len(index)), dtype=bool)
+    for row, profile in enumerate(profiles):
+        for spellings in {index.spellings(keyword) for keyword in profile.exclude} - {()}:
+            allowed[row] &= ~index.excluded_by(spellings)
+
+    best = scores.max(axis=1)
+    total = (
+        best.astype(np.float64)
+        + SECONDARY_WEIGHT * (scores.sum(axis=1) - best)
+        + WORDS_WEIGHT * words.sum(axis=1)
+    )
+    total = np.round(total, SCORE_DECIMALS)
+    keep = allowed & (total > 0)
+    eligible = np.asarray((fields & (WHOLE | MOST_WORDS)).any(axis=1))
+    floor_fraction = FLOOR_FRACTION
+    if index.hybrid and slots:
+        texts = [""] * len(slots)
+        for keywords in keyword_lists:
+            for keyword, spellings in keywords:
+                texts[slots[spellings]] = texts[slots[spellings]] or keyword
+        cosines = index.cosines(texts)
+        pull = _vote_pull(index, profiles) if any(p.liked or p.disliked for p in profiles) else None
+        total, keep, eligible = fusion.fuse(total, keep, allowed, eligible, cosines, slot_of, fields, pull)
+        floor_fraction = fusion.HYBRID_FLOOR_FRACTION
+    _keep_one_of_each_duplicate_set(index, total, keep)
+    profile_best = np.where(keep, total, 0).max(axis=1, keepdims=True)
+    above_floor = keep & eligible & (total >= floor_fraction * profile_best)
+    if authors_width:
+        author_fields = np.zeros((len(profiles), authors_width, len(index)), dtype=np.uint8)
+        for row, names in enumerate(author_lists):
+            for column, name in enumerate(names):
+                author_fields[row, column] = np.where(index.by_author(name), AUTHOR, 0)
+        followed = allowed & author_fields.any(axis=1)
+        # A followed author's paper is picked whatever its keywords say, ahead of the rest;
+        # the floor of the others stays where their own best paper puts it.
+        lift = np.maximum(profile_best, 1.0)
+        total = np.where(followed, np.round(total + lift, SCORE_DECIMALS), total)
+        keep |= followed
+        above_floor |= followed
+        fields = np.concatenate([fields, author_fields], axis=1)
+        width += authors_width
+    order, picked, selected = _order(total, keep, above_floor, max_papers, picks_only)
+
+    # Everything selected, in (profile, rank) order, turned into Python values in one go.
+    rows, ranks = np.nonzero(selected)
+    papers_at = order[rows, ranks]
+    patterns = fields[rows, :, papers_at]
+    # "some words" explains only a paper that holds no keyword whole: beside a whole match it
+    # would be noise in the email.
+    patterns[(patterns & WHOLE).any(axis=1)] &= ~np.uint8(SOME_WORDS | MOST_WORDS)
+    patterns_blob = np.ascontiguousarray(patterns).tobytes()
+    columns = zip(
+        papers_at.tolist(),
+        total[rows, papers_at].tolist(),
+        [patterns_blob[start : start + width] for start in range(0, len(patterns_blob), width)],
+        picked[rows, ranks].tolist(),
+    )
+    papers = index.papers
+    results = []
+    keyword_width = width - authors_width
+    for keywords, authors, count in zip(keyword_lists, author_lists, selected.sum(axis=1).tolist()):
+        padding = ("",) * (keyword_width - len(keywords))
+        names = (*(keyword for keyword, _ in keywords), *padding, *authors)
+        results.append(
+            [
+                Ranked(papers[at], score, _explanation(names, pattern), is_picked)
+                for at, score, pattern, is_picked in islice(columns, count)
+            ]
+        )
+    return results
+
+
+
+def _vote_pull(index: PaperIndex, profiles: Sequence[Profile]) -> np.ndarray:
+    """(profile, paper): LIKE_WEIGHT x the mean cosine to the liked papers - DISLIKE_WEIGHT x
+    the mean cosine to the disliked ones; 0 for a profile without votes. `fusion.fuse` adds it to the similarity
+    of the paper to the profile's keywords (Rocchio's query update, on embeddings)."""
+    pull = np.zeros((len(profiles), len(index)), dtype=np.float32)
+    for row, profile in enumerate(profiles):
+        for ids, weight in ((profile.liked, LIKE_WEIGHT), (profile.disliked, -DISLIKE_WEIGHT)):
+            vectors = index.vectors_of(ids)
+            if len(vectors):
+                pull[row] += weight * index.similarity(vectors).mean(axis=0)
+    return pull
+
+
+def _keep_one_of_each_duplicate_set(index: PaperIndex, total: np.ndarray, keep: np.ndarray) -> None:
+    """Of near-duplicate papers still kept, only the best-ranked stays (in place, per profile):
+    the same work never appears twice. Positions break ties, as in the ranking order."""
+    for members in index.duplicate_sets:
+        scores = np.where(keep[:, members], total[:, members], -np.inf)
+        best = members[np.argmax(scores, axis=1)]  # first of equals: the earlier position
+        keep[:, members] &= members[None, :] == best[:, None]
+
+
+def _order(
+    total: np.ndarray, keep: np.ndarray, above_floor: np.ndarray, max_papers: int, picks_only: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(paper positions in rank order, picked, selected for output), each (profile, rank).
+
+    Papers are stored in tie-break order, so the key (score in units of the last decimal kept,
+    then position) is unique and any sort gives the ranking order. For the picks alone, a
+    partition finds the `max_papers` best papers above the floor and only those are sorted.
+    """
+    papers = total.shape[1]
+    positions = np.arange(papers, dtype=np.int64)
+    sort_key = -np.rint(total * 10**SCORE_DECIMALS).astype(np.int64) * papers + positions
+    last = np.iinfo(np.int64).max
+    if picks_only:
+        cut = min(max_papers, papers)
+        key = np.where(above_floor, sort_key, last)
+        order = np.argpartition(key, cut - 1, axis=1)[:, :cut] if cut else key[:, :0]
+        order = np.take_along_axis(order, np.argsort(np.take_along_axis(key, order, 1), 1), 1)
+        picked = np.take_along_axis(key, order, axis=1) < last
+        return order, picked, picked
+    order = np.argsort(np.where(keep, sort_key, last), axis=1)
+    above_floor = np.take_along_axis(above_floor, order, axis=1)
+    picked = above_floor & (np.cumsum(above_floor, axis=1) <= max_papers)
+    return order, picked, positions < keep.sum(axis=1, keepdims=True)
+
+
+def rank_many(
+    index: PaperIndex, profiles: Sequence[Profile], *, max_papers: int, picks_only: bool = False
+) -> list[list[Ranked]]:
+    """`rank` for many profiles at once, vectorised in chunks of BATCH_PROFILES profiles.
+
+    With `picks_only`, each list holds only the picks: what a digest needs, at a fraction of
+    the cost of building a `Ranked` for every matching paper.
+    """
+    if max_papers < 0:
+        raise ValueError(f"max_papers must be 0 or more, not {max_papers}")
+    results: list[list[Ranked]] = []
+    for start in range(0, len(profiles), BATCH_PROFILES):
+        chunk = profiles[start : start + BATCH_PROFILES]
+        results.extend(_rank_chunk(index, chunk, max_papers, picks_only))
+    return results
+
+
+def rank(index: PaperIndex, profile: Profile, *, max_papers: int) -> list[Ranked]:
+    """Every paper that matched a keyword, best first, the picks marked `picked`.
+
+    Papers matching an `exclude` keyword are left out of the result altogether.
+    """
+    return rank_many(index, [profile], max_papers=max_papers)[0]
+
+
+def rank_papers(
+    papers: Sequence[Paper], profile: Profile, *, max_papers: int, semantic: Semantic | None = None
+) -> list[Ranked]:
+    """Index `papers` and rank them for one profile (use `PaperIndex` for many profiles)."""
+    return rank(PaperIndex.build(papers, semantic), profile, max_papers=max_papers)
