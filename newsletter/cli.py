@@ -36,7 +36,7 @@ from newsletter.models import Outcome, OutcomeStatus, Paper
 from newsletter.reporting import plural
 from newsletter.runtime import Runtime, semantic_encoder, semantic_model
 from newsletter.settings import Settings, load_settings, requested_log_format
-from newsletter.smtp_check import check_smtp
+from newsletter.delivery.check import check_smtp
 from newsletter.store import Store
 from newsletter.store.base import safe_url, shown as shown_url
 from newsletter.subscribers import Subscriber, SubscriberList, load_subscribers

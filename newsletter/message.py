@@ -44,6 +44,7 @@ KEYWORDS_SUBJECT = "Change my keywords"
 SAFE_NAME_LENGTH = 40  # a display name this short is never folded
 MAX_LINE = 78  # RFC 5322 2.1.1: header lines SHOULD be no longer
 LONGEST_WORD = 900  # a plain subject with a longer word is encoded (lines MUST stay under 998)
+SHORT_PIECE = 70  # fits in one encoded line with room for the soft break after it
 SHARED_PIECE = 512  # shorter pieces (a position, a link) are encoded each time, not cached
 QP_LINE = 76  # RFC 2045 §6.7: encoded lines are at most 76 characters
 ENCODED_WORD_BYTES = 45  # 60 base64 characters: "=?utf-8?b?" + 60 + "?=" is 72, under 75
@@ -182,16 +183,15 @@ def _encoded_words(text: str) -> str:
     """`text` as RFC 2047 "B" encoded words of UTF-8, each at most 75 characters and holding
     whole characters, one per line: readers drop the folding between encoded words (§6.2) and
     decode each in full, so the text reads back exactly, spaces included."""
-    words: list[str] = []
-    chunk = b""
-    for char in text:
-        raw = char.encode("utf-8")
-        if len(chunk) + len(raw) > ENCODED_WORD_BYTES:
-            words.append(chunk)
-            chunk = b""
-        chunk += raw
-    if chunk:
-        words.append(chunk)
+    raw = text.encode("utf-8")
+    words: list[bytes] = []
+    start = 0
+    while start < len(raw):
+        end = min(start + ENCODED_WORD_BYTES, len(raw))
+        while end < len(raw) and raw[end] & 0xC0 == 0x80:  # never cut inside a character
+            end -= 1
+        words.append(raw[start:end])
+        start = end
     return "\r\n ".join(f"=?utf-8?b?{binascii.b2a_base64(word, newline=False).decode('ascii')}?=" for word in words)
 
 
@@ -223,11 +223,14 @@ _TRAILER = b"Auto-Submitted: auto-generated\r\nPrecedence: bulk\r\nMIME-Version:
 
 
 def _qp(piece: str) -> bytes:
-    """Quoted-printable of one piece of a body (C code), with "\n" line ends."""
+    """Quoted-printable of one piece of a body (C code), with "\n" line ends. A short piece of
+    plain printable ASCII (a card's position, a link) is its own encoding."""
+    if len(piece) < SHORT_PIECE and piece.isascii() and piece.isprintable() and "=" not in piece and not piece.endswith(" "):
+        return piece.encode("ascii")
     return binascii.b2a_qp(piece.encode("utf-8"), quotetabs=False, istext=True, header=False)
 
 
-_qp_shared = lru_cache(maxsize=32768)(_qp)  # for pieces many digests share (cards)
+_qp_shared = lru_cache(maxsize=8192)(_qp)  # for pieces many digests share (cards)
 
 
 def _qp_join(encoded: list[bytes]) -> bytes:
@@ -257,11 +260,9 @@ def _body_part(text: str, subtype: str, parts: tuple[str, ...] = ()) -> bytes:
         encoding, body = "7bit", raw.replace(b"\n", CRLF)
     else:
         encoding = "quoted-printable"
-        if parts:  # the first and last pieces are the digest's own, the rest are shared
-            last = len(parts) - 1
+        if parts:  # long pieces are the template's static text and shared cards: encoded once
             encoded = _qp_join([
-                (_qp_shared(piece) if 0 < number < last and len(piece) >= SHARED_PIECE else _qp(piece))
-                for number, piece in enumerate(parts) if piece
+                (_qp_shared(piece) if len(piece) >= SHARED_PIECE else _qp(piece)) for piece in parts if piece
             ])
         else:
             encoded = _qp(text if text.endswith("\n") else text + "\n")

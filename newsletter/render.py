@@ -44,7 +44,7 @@ SUBJECT_TITLE_LIMIT = 80
 PREHEADER_LIMIT = 150  # what inbox lists show beside the subject, at most
 PREHEADER_TITLES = 3
 TEXT_WIDTH = 72
-CARDS_KEPT = 50_000  # distinct (paper, matched keywords, position) cards kept per process
+CARDS_KEPT = 20_000  # distinct cards kept per process (each a few KB)
 LOOP_START = "{% for item in items %}"
 LOOP_END = "{% endfor %}"
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z(\[\"'])")
@@ -210,10 +210,63 @@ def _template_source(name: str) -> str:
     raise FileNotFoundError(f"template {name} not found in {', '.join(map(str, TEMPLATE_DIRS))}")
 
 
+class _Islands:
+    """A template as static text and small Jinja "islands" (a `{{ value }}`, or a whole
+    `{% if %}`/`{% for %}` block): rendering gives a list of pieces in which the static ones
+    are the very same string objects every time, so the message encodes them once."""
+
+    _TAG = re.compile(r"{{.*?}}|{%-?\s*(\w+).*?-?%}", re.S)
+    _NAME = re.compile(r"{{\s*(\w+)\s*}}")
+    _OPENERS, _CLOSERS = {"if", "for"}, {"endif", "endfor"}
+
+    def __init__(self, source: str, env: Environment) -> None:
+        self.escape = bool(env.autoescape)
+        self.parts: list[str | Template | tuple[str]] = []
+        position = 0
+        tags = list(self._TAG.finditer(source))
+        index = 0
+        while index < len(tags):
+            tag = tags[index]
+            end_index = index
+            if tag.group(1) in self._OPENERS:
+                depth = 0
+                for end_index in range(index, len(tags)):
+                    word = tags[end_index].group(1)
+                    depth += word in self._OPENERS
+                    depth -= word in self._CLOSERS
+                    if depth == 0:
+                        break
+            elif tag.group(1) is not None:
+                raise ValueError(f"unexpected {tag.group()} outside a block in the digest template")
+            if tag.start() > position:
+                self.parts.append(source[position : tag.start()])
+            island_end = tags[end_index].end()
+            island = source[tag.start() : island_end]
+            name = self._NAME.fullmatch(island)
+            # A plain `{{ name }}` is looked up here (escaped as Jinja would); blocks go to Jinja.
+            self.parts.append((name.group(1),) if name else env.from_string(island))
+            position = island_end
+            index = end_index + 1
+        if position < len(source):
+            self.parts.append(source[position:])
+
+    def render(self, context: dict[str, object]) -> list[str]:
+        pieces: list[str] = []
+        for part in self.parts:
+            if isinstance(part, str):
+                pieces.append(part)
+            elif isinstance(part, tuple):
+                value = context[part[0]]  # a missing name is a bug: fail as StrictUndefined would
+                pieces.append(str(escape(value)) if self.escape else str(value))
+            else:
+                pieces.append(part.render(context))
+        return pieces
+
+
 class _Parts(NamedTuple):
-    head: Template
+    head: _Islands
     card: Template
-    foot: Template
+    foot: _Islands
 
 
 _LOOP_TAG = re.compile(r"{%-?\s*(for|endfor)\b")
@@ -235,9 +288,9 @@ def _cut(source: str, env: Environment) -> _Parts:
     start = source.index(LOOP_START)
     end = _loop_end(source, start)
     return _Parts(
-        env.from_string(source[:start]),
+        _Islands(source[:start], env),
         env.from_string(source[start + len(LOOP_START) : end]),
-        env.from_string(source[end + len(LOOP_END) :]),
+        _Islands(source[end + len(LOOP_END) :], env),
     )
 
 
@@ -355,13 +408,13 @@ def render_digest(
         **_trending_context(trending),
     }
     html, text = _html_parts(), _text_parts()
-    html_parts = [html.head.render(context)]
-    text_parts = [text.head.render(context)]
+    html_parts = html.head.render(context)
+    text_parts = text.head.render(context)
     for position, pick in enumerate(picks, start=1):
         html_parts.extend(_html_card(position, pick, links))
         text_parts.extend(_text_card(position, pick, links))
-    html_parts.append(html.foot.render(context))
-    text_parts.append(text.foot.render(context))
+    html_parts.extend(html.foot.render(context))
+    text_parts.extend(text.foot.render(context))
     return RenderedDigest(
         subject=subject,
         preheader=preheader,

@@ -50,7 +50,7 @@ def semantic_encoder(settings: Settings) -> Encoder | None:
 
 
 def day_options(settings: Settings, *, by_hand: bool = True) -> DayOptions:
-    workers = settings.workers if settings.workers is not None else max(1, (os.cpu_count() or 1) - 1)
+    workers = settings.workers if settings.workers is not None else max(1, os.cpu_count() or 1)
     return DayOptions(
         retry=Retry(
             min_seconds=settings.retry_min_seconds,

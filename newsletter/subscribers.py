@@ -140,37 +140,102 @@ class _Located:
     key_lines: dict[str, int]
 
 
-_YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+class _StreamLoader(yaml.composer.Composer, yaml.constructor.SafeConstructor, yaml.resolver.Resolver):
+    """PyYAML's composer and safe constructor over the events of libyaml's parser (or the
+    Python one), driven one top-level value, and one subscriber entry, at a time: a big file
+    never has its whole node tree in memory (100,000 entries made a 440 MB tree)."""
+
+    def __init__(self, text: str) -> None:
+        self._source = _EVENT_LOADER(text)
+        yaml.composer.Composer.__init__(self)
+        yaml.constructor.SafeConstructor.__init__(self)
+        yaml.resolver.Resolver.__init__(self)
+
+    def check_event(self, *choices: Any) -> bool:
+        return bool(self._source.check_event(*choices))
+
+    def peek_event(self) -> Any:
+        return self._source.peek_event()
+
+    def get_event(self) -> Any:
+        return self._source.get_event()
+
+    def value(self, node: yaml.Node) -> Any:
+        """The Python value of one node; the constructor's memo of nodes is emptied after it
+        (as `construct_document` does), or every node would stay alive."""
+        try:
+            return self.construct_object(node, deep=True)
+        finally:
+            self.constructed_objects = {}
+            self.recursive_objects = {}
+            self.state_generators = []
+
+    def dispose(self) -> None:
+        self._source.dispose()
 
 
-def _locate_items(root: yaml.Node | None, key: str) -> list[_Located]:
-    """Line numbers for each item of the top-level sequence `key` (PyYAML keeps them on nodes)."""
-    if not isinstance(root, yaml.MappingNode):
-        return []
-    for key_node, value_node in root.value:
-        if key_node.value == key and isinstance(value_node, yaml.SequenceNode):
-            located = []
-            for item in value_node.value:
-                key_lines = {}
-                if isinstance(item, yaml.MappingNode):
-                    key_lines = {k.value: k.start_mark.line + 1 for k, _ in item.value}
-                located.append(_Located(None, item.start_mark.line + 1, key_lines))
-            return located
-    return []
+_EVENT_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-def _parse_yaml(text: str) -> tuple[yaml.Node | None, Any]:
-    """Parse once: the node tree (for line numbers) and the data constructed from it.
+class _MoreThanOneDocument(Exception):
+    """A second `---` document after the first (a subscribers file is one document)."""
 
-    Uses libyaml's parser when PyYAML was built with it (faster; same results).
-    """
-    loader = _YAML_LOADER(text)
+
+@dataclass
+class _Document:
+    """What the file holds: its top-level keys other than `subscribers`, and the entries with
+    their lines. `mapping`: the document is a mapping; `listed`: `subscribers` is a list."""
+
+    mapping: bool = False
+    listed: bool = False
+    top: dict[str, Any] | None = None
+    entries: list[tuple[Any, _Located]] | None = None
+
+
+def _located(node: yaml.Node) -> _Located:
+    key_lines = {}
+    if isinstance(node, yaml.MappingNode):
+        key_lines = {k.value: k.start_mark.line + 1 for k, _ in node.value if isinstance(k, yaml.ScalarNode)}
+    return _Located(None, node.start_mark.line + 1, key_lines)
+
+
+def _read_document(text: str) -> _Document:
+    """Stream the document: one entry's nodes at a time, each entry constructed at once."""
+    loader = _StreamLoader(text)
+    document = _Document(top={}, entries=[])
     try:
-        root = loader.get_single_node()
-        data = loader.construct_document(root) if root is not None else None
+        loader.get_event()  # StreamStart
+        if loader.check_event(yaml.StreamEndEvent):
+            return _Document()
+        loader.get_event()  # DocumentStart
+        if not loader.check_event(yaml.MappingStartEvent):
+            loader.compose_node(None, None)  # read it, to report a syntax error if there is one
+            return _Document()
+        document.mapping = True
+        loader.get_event()
+        while not loader.check_event(yaml.MappingEndEvent):
+            key_node = loader.compose_node(None, None)
+            key = loader.value(key_node)
+            if key == "subscribers" and loader.check_event(yaml.SequenceStartEvent):
+                document.listed = True
+                start = loader.get_event()
+                sequence = yaml.SequenceNode("tag:yaml.org,2002:seq", [], start.start_mark, None)
+                index = 0
+                while not loader.check_event(yaml.SequenceEndEvent):
+                    node = loader.compose_node(sequence, index)
+                    document.entries.append((loader.value(node), _located(node)))
+                    index += 1
+                loader.get_event()
+            else:
+                document.top[key] = loader.value(loader.compose_node(None, None))
+        loader.get_event()  # MappingEnd
+        if not loader.check_event(yaml.StreamEndEvent):
+            loader.get_event()  # DocumentEnd
+            if not loader.check_event(yaml.StreamEndEvent):
+                raise _MoreThanOneDocument
     finally:
         loader.dispose()
-    return root, data
+    return document
 
 
 def _first_error(exc: ValidationError) -> tuple[str | None, str]:
@@ -196,19 +261,22 @@ def parse_subscribers(
 ) -> SubscriberList:
     """Validate a subscribers document. Defaults: the file's `defaults:`, then the settings."""
     try:
-        root, data = _parse_yaml(text)
+        document = _read_document(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         problem = getattr(exc, "problem", None) or str(exc)
         raise SubscribersError(f"not valid YAML: {problem}", path=path, line=line) from None
-    if not isinstance(data, dict) or not isinstance(data.get("subscribers"), list):
+    except _MoreThanOneDocument:
+        raise SubscribersError("expected one YAML document, found more", path=path) from None
+    data = document.top or {}
+    if not document.mapping or not document.listed:
         raise SubscribersError(
             "expected a mapping with a 'subscribers:' list (see subscribers.example.yaml)",
             path=path,
             line=1,
         )
-    unknown = set(data) - {"defaults", "subscribers"}
+    unknown = set(data) - {"defaults"}
     if unknown:
         raise SubscribersError(
             f"unknown top-level key(s) {', '.join(sorted(map(str, unknown)))}; "
@@ -223,13 +291,14 @@ def parse_subscribers(
     base = {"max_papers": max_papers, "send_at": send_at, "timezone": timezone}
     base.update(file_defaults)
 
-    locations = _locate_items(root, "subscribers")
-    del root  # the node tree is the largest thing a big file makes; only the lines are needed
+    entries = document.entries or []
+    document.entries = None
     valid: list[Subscriber] = []
     problems: list[SubscriberProblem] = []
     first_line_of: dict[str, int] = {}
-    for index, raw in enumerate(data["subscribers"], start=1):
-        where = locations[index - 1] if index - 1 < len(locations) else _Located(None, 1, {})
+    for index in range(1, len(entries) + 1):
+        raw, where = entries[index - 1]
+        entries[index - 1] = None  # type: ignore[call-overload]  # freed as we go: memory stays flat
         label = str(raw.get("email", "no email")) if isinstance(raw, dict) else "?"
 
         def problem(

@@ -56,7 +56,7 @@ def tls_material(tmp_path: Path) -> TlsMaterial:
 @pytest.fixture
 def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     """Keep the real retry loop but shrink its backoff to milliseconds."""
-    monkeypatch.setattr("newsletter.delivery.BACKOFF_BASE_SECONDS", 0.001)
+    monkeypatch.setattr("newsletter.delivery.smtp.BACKOFF_BASE_SECONDS", 0.001)
 
 
 # Databases (tests/databases.py) ------------------------------------------------------------

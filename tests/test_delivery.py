@@ -255,7 +255,7 @@ def test_451_that_never_clears_ends_as_a_transient_error(smtp: SmtpServer, fast_
 
 
 def test_backoff_waits_between_attempts(smtp: SmtpServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(delivery, "BACKOFF_BASE_SECONDS", 0.2)
+    monkeypatch.setattr(delivery.smtp, "BACKOFF_BASE_SECONDS", 0.2)
     smtp.handler.transient_rcpt = 1
     started = asyncio.run(_timed(smtp_settings(smtp), digest()))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from newsletter.pacing import MAX_INTERVAL, RECOVER_AFTER, THROTTLED_MIN_INTERVAL, Pacer
+from newsletter.delivery.pacing import MAX_INTERVAL, RECOVER_AFTER, THROTTLED_MIN_INTERVAL, Pacer
 
 
 class VirtualClock:

@@ -22,7 +22,7 @@ from newsletter import pipeline
 import runs as sending
 from newsletter.delivery import SmtpTransport, make_transport
 from newsletter.message import compose_message
-from newsletter.pacing import Pacer
+from newsletter.delivery.pacing import Pacer
 from newsletter.render import RenderedDigest
 from newsletter.settings import Settings, load_settings
 from newsletter.store import Store

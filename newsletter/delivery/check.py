@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import aiosmtplib
 
-from newsletter.delivery import certificate_failure, smtp_client, translate_smtp_error
+from newsletter.delivery.smtp import certificate_failure, smtp_client, translate_smtp_error
 from newsletter.settings import Settings
 
 

@@ -1,9 +1,5 @@
-"""Transports: how a composed message leaves. The only module that imports aiosmtplib.
-
-    Transport (protocol)   async send(composed) -> attempts; async close()
-    ├── OutboxTransport    the embedded default: one .eml file per message in a folder
-    └── SmtpTransport      aiosmtplib over a pool of reused connections (STARTTLS / TLS /
-                           none, AUTH), paced by a shared rate limit
+"""The SMTP transport: aiosmtplib over a pool of reused connections (STARTTLS / TLS / none,
+AUTH), paced by a shared rate limit. With `check.py`, the only module that imports aiosmtplib.
 
 Every aiosmtplib error is translated here into `DeliveryError` with the recipient, the SMTP
 code and whether it is permanent (5xx) or worth retrying (4xx, timeouts, dropped or refused
@@ -14,20 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import random
 import re
 import ssl
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import aiosmtplib
 
 from newsletter.errors import DeliveryError
 from newsletter.message import Composed
-from newsletter.pacing import Pacer
+from newsletter.delivery.pacing import Pacer
 from newsletter.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -35,54 +28,7 @@ log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 4
 BACKOFF_BASE_SECONDS = 1.0
 BACKOFF_MAX_SECONDS = 30.0
-_UNSAFE_FILENAME = re.compile(r"[^A-Za-z0-9._@-]+")
 _THROTTLE_WORDS = re.compile(r"rate|too many|throttl|slow down", re.IGNORECASE)
-
-
-class Transport(Protocol):
-    name: str
-    concurrency: int  # how many `send` calls may usefully run at once
-
-    async def send(self, message: Composed) -> int:
-        """Deliver the message; return the number of attempts it took."""
-        ...
-
-    async def close(self) -> None: ...
-
-
-class OutboxTransport:
-    """Writes each message to `<outbox>/<message file>.eml`, atomically (temp file + rename)."""
-
-    name = "outbox"
-    concurrency = 1
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-
-    def path_for(self, message: Composed) -> Path:
-        message_id = message.message_id.strip("<>").partition("@")[0]
-        stem = _UNSAFE_FILENAME.sub("_", f"{message.recipient}_{message_id}")
-        return self.directory / f"{stem}.eml"
-
-    async def send(self, message: Composed) -> int:
-        target = self.path_for(message)
-        try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            handle, temp = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
-            with os.fdopen(handle, "wb") as stream:
-                stream.write(message.data)
-                stream.flush()
-                os.fsync(stream.fileno())
-            os.replace(temp, target)
-            return 1
-        except OSError as exc:
-            raise DeliveryError(
-                f"cannot write {target}: {exc.strerror}; check NEWSLETTER_OUTBOX_DIR",
-                recipient=message.recipient,
-            ) from exc
-
-    async def close(self) -> None:
-        return None
 
 
 def tls_context(settings: Settings) -> ssl.SSLContext:
@@ -383,10 +329,3 @@ def translate_smtp_error(exc: aiosmtplib.SMTPException, recipient: str) -> Deliv
         permanent=True,
         setup=True,
     )
-
-
-def make_transport(settings: Settings) -> Transport:
-    """SMTP when NEWSLETTER_SMTP_HOST is set, otherwise the outbox folder."""
-    if settings.uses_smtp:
-        return SmtpTransport(settings)
-    return OutboxTransport(settings.outbox_dir)
