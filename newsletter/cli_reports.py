@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from newsletter import reporting
-from newsletter.cli import _fail, _operator_errors, _settings, app, out
+from newsletter.cli_base import _fail, _operator_errors, _settings, app, out
 from newsletter.errors import NewsletterError
 from newsletter.reporting import plural, states_line
 from newsletter.store import DigestReport, Store

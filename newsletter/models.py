@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     from newsletter.links import LinkSettings
-    from newsletter.ranking.trending import Trending
     from newsletter.signing import DkimKey
     from newsletter.subscribers import Subscriber
 
@@ -144,6 +143,14 @@ class DeliveryState(StrEnum):
     DEFERRED = "deferred"
     FAILED = "failed"
     ABANDONED = "abandoned"
+
+
+@dataclass(frozen=True)
+class Trending:
+    """The day's most-upvoted papers for one subscriber (never a keyword pick)."""
+
+    papers: tuple[Paper, ...]
+    by_upvotes: bool  # False: the listing gave no upvote counts; these are its first papers
 
 
 class OutcomeStatus(StrEnum):

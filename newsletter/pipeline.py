@@ -20,44 +20,15 @@ from newsletter.errors import ConfigError, DumpError
 from newsletter.ingest import parse_path
 from newsletter.models import Outcome, OutcomeStatus, Paper, Ranked, Sender
 from newsletter.planning import Retry, local_day
-from newsletter.ranking import Profile, Semantic, rank_papers
-from newsletter.semantic import Encoder, paper_text, stored_semantic
+from newsletter.preparing import PrepareSetup, make_planner, semantic_for
+from newsletter.ranking import Profile, rank_papers
+from newsletter.semantic import Encoder
 from newsletter.store import Store
 from newsletter.subscribers import Subscriber
 
 log = logging.getLogger(__name__)
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._@-]+")
-
-
-_BROKEN_MODELS: set[str] = set()
-
-
-def semantic_for(store: Store | None, encoder: Encoder | None, papers: Sequence[Paper]) -> Semantic | None:
-    """Embeddings of `papers` for hybrid ranking, read from the store (`stored_semantic`:
-    papers are embedded at ingest, keywords when the subscribers file changes, so the model
-    is loaded here only for what is missing). Without a store (the ad-hoc `rank` command)
-    they are encoded and kept in memory only.
-
-    A model that cannot be loaded is reported once and ranking goes on lexically: a broken
-    model setting must not stop everyone's digest (`newsletter check` reports it too).
-    """
-    if encoder is None or not papers or encoder.model in _BROKEN_MODELS:
-        return None
-    try:
-        if store is None:
-            encoded = encoder.encode([paper_text(paper) for paper in papers])
-            return Semantic({p.paper_id: v for p, v in zip(papers, encoded)}, encoder.encode)
-        vectors = store.paper_embeddings(encoder.model, [paper.paper_id for paper in papers])
-        missing = [paper for paper in papers if paper.paper_id not in vectors]
-        if missing:
-            encoded = encoder.encode([paper_text(paper) for paper in missing])
-            store.save_paper_embeddings(encoder.model, {p.paper_id: v for p, v in zip(missing, encoded)})
-    except ConfigError as exc:
-        _BROKEN_MODELS.add(encoder.model)
-        log.error("ranking without the semantic model: %s", exc)
-        return None
-    return stored_semantic(store, encoder.model, papers, fallback=encoder)
 
 
 def preview(
@@ -71,7 +42,6 @@ def preview(
 ) -> list[Outcome]:
     """Render what each subscriber would get into `out_dir` (.html, .txt, .eml). Dry run:
     the same planning and composition as a send, and nothing written to the ledger."""
-    from newsletter.preparing import PrepareSetup, make_planner
 
     now = now or datetime.now(UTC)
     try:

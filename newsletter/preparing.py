@@ -22,12 +22,19 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Protocol
 
+import logging
+
 from newsletter.composing import compose
+from newsletter.errors import ConfigError
 from newsletter.message import Composed
-from newsletter.models import Sender
+from newsletter.models import Paper, Sender
 from newsletter.planning import Planner, Retry, SemanticFor
+from newsletter.ranking import Semantic
+from newsletter.semantic import Encoder, paper_text, stored_semantic
 from newsletter.store import LedgerRow, Store
 from newsletter.subscribers import Subscriber
+
+log = logging.getLogger(__name__)
 
 INLINE_BATCH = 25  # subscribers per batch in this process: the sender runs between batches
 POOL_BATCH = 250  # subscribers per batch sent to a worker process
@@ -92,13 +99,42 @@ def semantic_for_store(store: Store, model: str | None) -> SemanticFor | None:
     """The hybrid ranker's embeddings for a set of papers, when a model is on."""
     if not model:
         return None
-    from newsletter.pipeline import semantic_for
     from newsletter.semantic import encoder_for
 
     encoder = encoder_for(model)
     if encoder is None:
         return None
     return lambda papers: semantic_for(store, encoder, papers)
+
+
+_BROKEN_MODELS: set[str] = set()
+
+
+def semantic_for(store: Store | None, encoder: Encoder | None, papers: Sequence[Paper]) -> Semantic | None:
+    """Embeddings of `papers` for hybrid ranking, read from the store (`stored_semantic`:
+    papers are embedded at ingest, keywords when the subscribers file changes, so the model
+    is loaded here only for what is missing). Without a store (the ad-hoc `rank` command)
+    they are encoded and kept in memory only.
+
+    A model that cannot be loaded is reported once and ranking goes on lexically: a broken
+    model setting must not stop everyone's digest (`newsletter check` reports it too).
+    """
+    if encoder is None or not papers or encoder.model in _BROKEN_MODELS:
+        return None
+    try:
+        if store is None:
+            encoded = encoder.encode([paper_text(paper) for paper in papers])
+            return Semantic({p.paper_id: v for p, v in zip(papers, encoded)}, encoder.encode)
+        vectors = store.paper_embeddings(encoder.model, [paper.paper_id for paper in papers])
+        missing = [paper for paper in papers if paper.paper_id not in vectors]
+        if missing:
+            encoded = encoder.encode([paper_text(paper) for paper in missing])
+            store.save_paper_embeddings(encoder.model, {p.paper_id: v for p, v in zip(missing, encoded)})
+    except ConfigError as exc:
+        _BROKEN_MODELS.add(encoder.model)
+        log.error("ranking without the semantic model: %s", exc)
+        return None
+    return stored_semantic(store, encoder.model, papers, fallback=encoder)
 
 
 def prepare_batch(

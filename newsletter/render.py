@@ -29,10 +29,10 @@ from mjml import mjml2html
 from markupsafe import escape
 
 from newsletter.links import DigestLinks
-from newsletter.ranking.trending import Trending
+
 from newsletter.text import clean_latex
 from newsletter.highlight import Segment, excerpt, highlight, match_spans
-from newsletter.models import Ranked
+from newsletter.models import Ranked, Trending
 
 # A wheel carries templates/ inside the package (pyproject maps it to newsletter/templates);
 # a source checkout or editable install reads the top-level templates/ folder.

@@ -77,7 +77,8 @@ Rules
 from newsletter.ranking.index import PaperIndex, Semantic
 from newsletter.ranking.scoring import Profile, rank, rank_many, rank_papers
 from newsletter.ranking.text import keyword_terms, tokenize
-from newsletter.ranking.trending import Trending, trending
+from newsletter.models import Trending
+from newsletter.ranking.trending import trending
 
 __all__ = [
     "PaperIndex",

@@ -13,19 +13,12 @@ keyword picks. Pure: a `PaperIndex` and a `Profile` in, a `Trending` value out.
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
 
 import numpy as np
 
-from newsletter.models import Paper
+from newsletter.models import Paper, Trending
 from newsletter.ranking.index import PaperIndex
 from newsletter.ranking.scoring import Profile
-
-
-@dataclass(frozen=True)
-class Trending:
-    papers: tuple[Paper, ...]
-    by_upvotes: bool  # False: the listing gave no upvote counts; these are its first papers
 
 
 def trending(index: PaperIndex, profile: Profile, count: int, skip: Collection[str] = ()) -> Trending:
