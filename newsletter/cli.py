@@ -439,7 +439,7 @@ def check(
     failed = not _check_database(settings)
     try:
         chosen = _subscribers(settings, None, strict=True)
-        out.print(f"Subscribers: {len(chosen)} valid in {settings.subscribers_file}")
+        out.print(f"Subscribers: {len(chosen)} valid in {settings.subscribers_file}{_unsubscribed_note(settings, chosen)}")
     except typer.Exit:
         failed = True
     files = ingesting.dump_files(settings.dumps_dir)
@@ -481,6 +481,23 @@ def _transport(settings: Settings) -> str:
         f"outbox folder {settings.outbox_dir} (.eml files; nothing is mailed until "
         "NEWSLETTER_SMTP_HOST is set)"
     )
+
+
+def _unsubscribed_note(settings: Settings, chosen: list[Subscriber]) -> str:
+    """", N skipped: unsubscribed (...)" for entries whose address unsubscribed itself."""
+    try:
+        store = Store(settings.database_url)
+        try:
+            gone = store.unsubscribed_addresses()
+        finally:
+            store.close()
+    except NewsletterError:
+        return ""  # the database check below reports it
+    skipped = [s.email for s in chosen if s.email.casefold() in gone]
+    if not skipped:
+        return ""
+    shown = ", ".join(skipped[:3]) + (f" and {len(skipped) - 3} more" if len(skipped) > 3 else "")
+    return f"; {plural(len(skipped), 'entry', 'entries')} skipped: unsubscribed ({shown})"
 
 
 def _check_database(settings: Settings) -> bool:

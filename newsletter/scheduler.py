@@ -32,7 +32,9 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from newsletter.ingest import WATCH_SETTLE_SECONDS
+from newsletter.day import DayReport
 from newsletter.errors import NewsletterError
+from newsletter.models import OutcomeStatus
 from newsletter.runtime import Runtime
 from newsletter.logs import fields
 from newsletter.settings import Settings, parse_send_at
@@ -74,6 +76,17 @@ def needs_catch_up(group: SendGroup, now: datetime, last_run: datetime | None, w
     if now < due or now - due > timedelta(hours=window_hours):
         return False
     return last_run is None or last_run < due
+
+
+def _counts(report: DayReport) -> dict[str, object]:
+    """What a log line says of a run: digests by outcome, what still waits, why it stopped."""
+    counts: dict[str, object] = {status.value: report.count(status) for status in OutcomeStatus if status != OutcomeStatus.PREVIEWED}
+    if report.waiting:
+        counts["waiting"] = report.waiting
+        counts["next_try"] = report.next_try.isoformat() if report.next_try else None
+    if report.stopped:
+        counts["stopped"] = report.stopped
+    return counts
 
 
 def job_id(group: SendGroup) -> str:
@@ -158,7 +171,7 @@ class Service:
         finally:
             self.store.set_state(f"slot {group[0]} {group[1]}", started.isoformat())
         log_result = log.error if not report.ok else log.info
-        log_result("%s: %s", job_id(group), report.summary())
+        log_result("slot sent", extra=fields(slot=f"{group[0]} {group[1]}", **_counts(report)))
 
     def retry_round(self) -> None:
         """Send the deferred digests that are due, for subscribers still in the file."""
@@ -169,13 +182,13 @@ class Service:
             chosen = [s for s in self._subscribers() if s.email in due]
             if not chosen:
                 return
-            log.info("retry round: %d deferred digests due", len(due))
+            log.info("retry round", extra=fields(due=len(due)))
             report = self.runtime.run_day(chosen, by_hand=False)
         except NewsletterError as exc:
             log.error("retry round: %s", exc)
             return
         log_result = log.error if not report.ok else log.info
-        log_result("retry round: %s", report.summary())
+        log_result("retry round done", extra=fields(**_counts(report)))
 
     def start(self) -> None:
         groups = self.reconcile(self._subscribers())

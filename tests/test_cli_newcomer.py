@@ -222,3 +222,11 @@ def test_counts_of_one_are_singular(tmp_path: Path) -> None:
     assert "Dumps: 0 ingested, 1 unchanged, 0 set aside; 0 new papers (6 stored)." in again.stderr
     status = newsletter("status", cwd=tmp_path)
     assert "Send slot UTC 07:00 (1 subscriber)" in status.stdout
+
+
+def test_check_shows_an_unsubscribed_entry_as_skipped(tmp_path: Path) -> None:
+    gone = newsletter("unsubscribe", "grace@example.org", cwd=tmp_path, **EXAMPLE_ENV)
+    assert gone.returncode == 0, gone.stderr
+    result = newsletter("check", cwd=tmp_path, **EXAMPLE_ENV)
+    assert result.returncode == 0, result.stderr
+    assert "; 1 entry skipped: unsubscribed (grace@example.org)" in result.stdout

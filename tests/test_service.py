@@ -81,8 +81,12 @@ def stop(service: subprocess.Popen[str]) -> str:
 
 
 def ledger(folder: Path) -> dict[str, tuple[str, str | None, int]]:
-    with sqlite3.connect(folder / "newsletter.db") as db:
-        rows = db.execute("select subscriber, status, error, attempts from digests").fetchall()
+    """The ledger as the service left it; empty while the service is still creating it."""
+    try:
+        with sqlite3.connect(folder / "newsletter.db") as db:
+            rows = db.execute("select subscriber, status, error, attempts from digests").fetchall()
+    except sqlite3.OperationalError:  # the file is there, its tables are not yet
+        return {}
     return {subscriber: (status, error, attempts) for subscriber, status, error, attempts in rows}
 
 
