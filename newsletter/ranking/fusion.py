@@ -5,17 +5,52 @@ The constants were tuned on bench/eval (bench/relevance.py prints a leave-one-pr
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
-from newsletter.ranking.index import SIMILAR
+from newsletter.ranking.index import SIMILAR, PaperIndex
 
 SEMANTIC_WEIGHT = 1.0  # weight of the semantic score (0..1) beside the lexical one (0..1)
 SEMANTIC_PICK = 0.5  # a paper with no keyword whole in it needs this semantic score to be picked
 SEMANTIC_ONLY_FLOOR = 0.7  # a paper with no keyword word at all needs this to be ranked ...
 ANCHOR_FRACTION = 1.0  # ... and to be as close in meaning as the profile's best lexical match
 HYBRID_FLOOR_FRACTION = 0.3  # picks score at least this fraction of the profile's best paper
+FEEDBACK_DEPTH = 5  # papers, per keyword, whose mean embedding expands the keyword (0: off)
+FEEDBACK_WEIGHT = 0.3  # share of the expanded keyword's cosine in the keyword's similarity
+BEST_KEYWORD = 0.5  # similarity = this x the closest keyword + (1 - this) x the keywords' mean
 SCORE_DECIMALS = 4  # scores equal to this precision are ties (then upvotes, then title)
 TINY = np.finfo(np.float32).tiny
+
+
+def expand_keywords(
+    index: PaperIndex, texts: Sequence[str], cosines: np.ndarray, lexical: np.ndarray, whole: np.ndarray
+) -> np.ndarray:
+    """(keyword, paper) cosines widened by pseudo-relevance feedback over the day's papers.
+
+    A keyword is a few words; what a subscriber means by "computer vision" is better said by
+    the papers that are most plainly about it. Per distinct keyword (not per profile: keywords
+    recur across subscribers), the FEEDBACK_DEPTH papers that best match it, in words (whole,
+    relative to its best paper) plus meaning (relative between its median and closest paper),
+    are averaged into one vector; a paper's cosine to that vector is mixed into its cosine to
+    the keyword (Rocchio's update, on embeddings).  `lexical`, `whole`: (keyword, paper).
+    """
+    if FEEDBACK_DEPTH <= 0 or not len(cosines) or cosines.shape[1] <= FEEDBACK_DEPTH:
+        return cosines
+    semantic = _relative(cosines)
+    lexical = np.where(whole, lexical, 0)
+    lexical = lexical / np.maximum(lexical.max(axis=1, keepdims=True), TINY)
+    evidence = lexical + semantic
+    top = np.argpartition(-evidence, FEEDBACK_DEPTH - 1, axis=1)[:, :FEEDBACK_DEPTH]
+    expanded = index.similarity(index.centroids(top)).astype(np.float32)
+    return ((1 - FEEDBACK_WEIGHT) * cosines + FEEDBACK_WEIGHT * expanded).astype(np.float32)
+
+
+def _relative(similarity: np.ndarray) -> np.ndarray:
+    """Each row between its median (0) and its largest value (1), clipped to 0..1."""
+    median = _row_medians(similarity)
+    spread = np.maximum(similarity.max(axis=1, keepdims=True) - median, TINY)
+    return np.clip((similarity - median) / spread, 0, 1)
 
 
 def fuse(
@@ -48,7 +83,15 @@ def fuse(
     # Not as a (profile, slot) x (slot, paper) product: that matrix is nearly all zeros, and
     # a multithreaded BLAS on a busy 2-core machine took 2 s over the 79 chunks of 10,000.
     padded = np.vstack([cosines, np.zeros((1, cosines.shape[1]), dtype=cosines.dtype)])
-    similarity = padded[slot_of].sum(axis=1, dtype=np.float32) / np.maximum(valid.sum(axis=1), 1)[:, None]
+    if BEST_KEYWORD:
+        relative = np.vstack([_relative(cosines), np.zeros((1, cosines.shape[1]), dtype=cosines.dtype)])
+        gathered = relative[slot_of]
+        similarity = (
+            BEST_KEYWORD * gathered.max(axis=1)
+            + (1 - BEST_KEYWORD) * gathered.sum(axis=1, dtype=np.float32) / np.maximum(valid.sum(axis=1), 1)[:, None]
+        )
+    else:
+        similarity = padded[slot_of].sum(axis=1, dtype=np.float32) / np.maximum(valid.sum(axis=1), 1)[:, None]
     if pull is not None:  # the profile's votes: toward the liked papers, away from the others
         similarity = similarity + pull
     median = _row_medians(similarity)

@@ -87,6 +87,8 @@ class PaperIndex:
         self.semantic = semantic
         self._paper_matrix: np.ndarray | None = None
         self._cosines: dict[str, np.ndarray] = {}
+        # Keyword cosines widened by feedback from this batch (`fusion.expand_keywords`), by text.
+        self.feedback: dict[str, np.ndarray] = {}
         if semantic is not None and self.papers:
             vectors = [semantic.paper_vectors.get(paper.paper_id) for paper in self.papers]
             width = next((len(v) for v in vectors if v is not None), 0)
@@ -120,6 +122,13 @@ class PaperIndex:
         if self._paper_matrix is None:
             raise ValueError("this index has no embeddings")
         return vectors @ self._paper_matrix.T
+
+    def centroids(self, rows: np.ndarray) -> np.ndarray:
+        """(group, dimension): the unit-length mean embedding of each row of paper positions."""
+        if self._paper_matrix is None:
+            raise ValueError("this index has no embeddings")
+        means = self._paper_matrix[rows].mean(axis=1)
+        return (means / np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
     def by_author(self, name: str) -> np.ndarray:
         """Papers one of whose named authors is `name` (case, accents and punctuation aside).

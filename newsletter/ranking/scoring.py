@@ -114,6 +114,10 @@ def _rank_chunk(
             for keyword, spellings in keywords:
                 texts[slots[spellings]] = texts[slots[spellings]] or keyword
         cosines = index.cosines(texts)
+        cosines = fusion.expand_keywords(
+            index, texts, cosines, np.stack([v.score for v in vectors]),
+            np.stack([(v.fields & WHOLE) > 0 for v in vectors]),
+        )
         pull = _vote_pull(index, profiles) if any(p.liked or p.disliked for p in profiles) else None
         total, keep, eligible = fusion.fuse(total, keep, allowed, eligible, cosines, slot_of, fields, pull)
         floor_fraction = fusion.HYBRID_FLOOR_FRACTION
