@@ -19,6 +19,7 @@ HYBRID_FLOOR_FRACTION = 0.3  # picks score at least this fraction of the profile
 FEEDBACK_DEPTH = 5  # papers, per keyword, whose mean embedding expands the keyword (0: off)
 FEEDBACK_WEIGHT = 0.3  # share of the expanded keyword's cosine in the keyword's similarity
 BEST_KEYWORD = 0.5  # similarity = this x the closest keyword + (1 - this) x the keywords' mean
+SCATTERED_NEEDS_MEANING = True  # a keyword whole but scattered is eligible only by meaning too
 SCORE_DECIMALS = 4  # scores equal to this precision are ties (then upvotes, then title)
 TINY = np.finfo(np.float32).tiny
 
@@ -62,6 +63,7 @@ def fuse(
     slot_of: np.ndarray,
     fields: np.ndarray,
     pull: np.ndarray | None = None,
+    strong: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Hybrid (score, kept, eligible for the picks), each (profile, paper); marks in `fields`
     the closest keyword of papers eligible for their meaning alone.
@@ -110,13 +112,15 @@ def fuse(
     kept = keep | meaning_only
     hybrid = np.where(keep, lexical / np.maximum(lexical_best, TINY), 0) + SEMANTIC_WEIGHT * semantic
     hybrid = np.round(np.where(kept, hybrid, 0), SCORE_DECIMALS)
-    by_meaning = kept & ~whole & (semantic >= SEMANTIC_PICK)
-    rows, papers = np.nonzero(by_meaning)
+    if strong is None or not SCATTERED_NEEDS_MEANING:
+        strong = whole
+    by_meaning = kept & ~strong & (semantic >= SEMANTIC_PICK)
+    rows, papers = np.nonzero(by_meaning & ~whole)
     if rows.size:
         per_keyword = cosines[np.where(valid, slot_of, 0)[rows], papers[:, None]]
         nearest = np.where(valid[rows], per_keyword, -np.inf).argmax(axis=1)
         fields[rows, nearest, papers] |= SIMILAR
-    return hybrid, kept, whole | by_meaning
+    return hybrid, kept, strong | by_meaning
 
 
 def _row_medians(values: np.ndarray) -> np.ndarray:

@@ -47,6 +47,9 @@ class KeywordVectors:
     score: np.ndarray  # float32, log(1 + TITLE_WEIGHT * title + abstract), per paper
     words: np.ndarray  # float32, the same for its words one by one, whichever occur
     fields: np.ndarray  # uint8, 1 = whole in title, 2 = in abstract, 3 = both, SOME_WORDS = partly
+    # bool, whole with its words together in some field (a one-word keyword: whole anywhere);
+    # whole but only scattered is weaker evidence, which the hybrid ranking checks by meaning
+    together: np.ndarray
 
 
 class PaperIndex:
@@ -234,6 +237,7 @@ class PaperIndex:
                 score=np.log1p(TITLE_WEIGHT * title + abstract).astype(np.float32),
                 words=np.log1p(words).astype(np.float32),
                 fields=fields.astype(np.uint8),
+                together=phrase > 0,
             )
             self._terms[terms] = vectors
         return vectors
@@ -262,6 +266,7 @@ class PaperIndex:
                             np.where(mute, 0, part.score).astype(np.float32),
                             part.words,
                             np.where(mute, 0, part.fields).astype(np.uint8),
+                            part.together & ~mute,
                         )
                 parts.append(part)
             whole = np.bitwise_or.reduce([part.fields & WHOLE for part in parts], axis=0)
@@ -269,6 +274,7 @@ class PaperIndex:
                 score=np.max([part.score for part in parts], axis=0),
                 words=parts[0].words,
                 fields=np.where(whole > 0, whole, parts[0].fields & (SOME_WORDS | MOST_WORDS)).astype(np.uint8),
+                together=np.logical_or.reduce([part.together for part in parts], axis=0),
             )
             self._keywords[spellings] = vectors
         return vectors
