@@ -81,21 +81,23 @@ def fuse(
     similarity before any of this; an excluded paper stays out whatever it says.
     """
     valid = slot_of >= 0
-    # The mean over each profile's keywords, gathered (padding reads an all-zero last row).
-    # Not as a (profile, slot) x (slot, paper) product: that matrix is nearly all zeros, and
-    # a multithreaded BLAS on a busy 2-core machine took 2 s over the 79 chunks of 10,000.
-    padded = np.vstack([cosines, np.zeros((1, cosines.shape[1]), dtype=cosines.dtype)])
-    if BEST_KEYWORD:
-        relative = np.vstack([_relative(cosines), np.zeros((1, cosines.shape[1]), dtype=cosines.dtype)])
-        gathered = relative[slot_of]
-        similarity = (
-            BEST_KEYWORD * gathered.max(axis=1)
-            + (1 - BEST_KEYWORD) * gathered.sum(axis=1, dtype=np.float32) / np.maximum(valid.sum(axis=1), 1)[:, None]
-        )
-    else:
-        similarity = padded[slot_of].sum(axis=1, dtype=np.float32) / np.maximum(valid.sum(axis=1), 1)[:, None]
+    # Each keyword's cosines relative to its own spread today (a short keyword's and a long
+    # one's live on different scales), gathered per profile: padding reads an all-zero last
+    # row. Not as a (profile, slot) x (slot, paper) product: that matrix is nearly all zeros,
+    # and a multithreaded BLAS on a busy 2-core machine took 2 s over the 79 chunks of 10,000.
+    zero_row = np.zeros((1, cosines.shape[1]), dtype=cosines.dtype)
+    gathered = np.vstack([_relative(cosines), zero_row])[slot_of]
+    keywords = np.maximum(valid.sum(axis=1), 1)[:, None]
+    similarity = (
+        BEST_KEYWORD * gathered.max(axis=1)
+        + (1 - BEST_KEYWORD) * gathered.sum(axis=1, dtype=np.float32) / keywords
+    )
     if pull is not None:  # the profile's votes: toward the liked papers, away from the others
-        similarity = similarity + pull
+        # The pull is in cosines: in units of the spread of the profile's mean cosine, as
+        # the similarity is in units of each keyword's spread.
+        mean_cosine = np.vstack([cosines, zero_row])[slot_of].sum(axis=1, dtype=np.float32) / keywords
+        scale = np.maximum(mean_cosine.max(axis=1, keepdims=True) - _row_medians(mean_cosine), TINY)
+        similarity = similarity + pull / scale
     median = _row_medians(similarity)
     spread = np.maximum(similarity.max(axis=1, keepdims=True) - median, TINY)
     semantic = np.clip((similarity - median) / spread, 0, 1)
