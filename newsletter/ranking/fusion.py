@@ -34,10 +34,23 @@ def expand_keywords(
     recur across subscribers), the FEEDBACK_DEPTH papers that best match it, in words (whole,
     relative to its best paper) plus meaning (relative between its median and closest paper),
     are averaged into one vector; a paper's cosine to that vector is mixed into its cosine to
-    the keyword (Rocchio's update, on embeddings).  `lexical`, `whole`: (keyword, paper).
+    the keyword (Rocchio's update, on embeddings). `texts` name the keywords, `lexical` and
+    `whole` are (keyword, paper): their scores and whether they occur whole. A keyword is
+    expanded once per index (`PaperIndex.feedback` keeps it by text: its spellings, vectors
+    and papers are fixed for the batch).
     """
     if FEEDBACK_DEPTH <= 0 or not len(cosines) or cosines.shape[1] <= FEEDBACK_DEPTH:
         return cosines
+    done = index.feedback
+    missing = [row for row, text in enumerate(texts) if text not in done]
+    if missing:
+        fresh = _expanded(index, cosines[missing], lexical[missing], whole[missing])
+        done.update(zip([texts[row] for row in missing], fresh))
+    return np.stack([done[text] for text in texts])
+
+
+def _expanded(index: PaperIndex, cosines: np.ndarray, lexical: np.ndarray, whole: np.ndarray) -> np.ndarray:
+    """`expand_keywords` for keywords not expanded yet."""
     semantic = _relative(cosines)
     lexical = np.where(whole, lexical, 0)
     lexical = lexical / np.maximum(lexical.max(axis=1, keepdims=True), TINY)
