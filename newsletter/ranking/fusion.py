@@ -1,6 +1,8 @@
 """Hybrid ranking: the lexical score fused with the semantic one (when papers have embeddings).
 
-The constants were tuned on bench/eval (bench/relevance.py prints a leave-one-profile-out check).
+The constants were tuned on the `tune` split of bench/eval and, for the feedback, the keyword
+mix and the scattered-words rule, also on the separate bench/eval-dev set; never on the
+held-out split (bench/relevance.py prints a leave-one-profile-out check).
 """
 
 from __future__ import annotations
@@ -81,17 +83,23 @@ def fuse(
     """Hybrid (score, kept, eligible for the picks), each (profile, paper); marks in `fields`
     the closest keyword of papers eligible for their meaning alone.
 
-    A paper's similarity to a profile is its mean cosine to the profile's keywords (each
-    keyword embedded as `PaperIndex.embedded_texts` says). Both scores are made relative to
-    the profile before they are added: the lexical one to the profile's best lexical paper,
-    the semantic one between the profile's median paper (0) and its closest paper (1), since
-    cosines of a short keyword and of a long one live on different scales. A paper without
+    Each keyword's cosines (widened by `expand_keywords`) are first made relative to that
+    keyword's day, between its median paper (0) and its closest paper (1), since cosines of a
+    short keyword and of a long one live on different scales. A paper's similarity to a
+    profile is then BEST_KEYWORD x its closest keyword + the rest x the mean over the
+    keywords: a paper squarely on one keyword of five is not averaged away, and one near all
+    of them still counts more. Both scores are made relative to the profile before they are
+    added: the lexical one to the profile's best lexical paper, the semantic one again
+    between the profile's median paper (0) and its closest paper (1). A paper without
     any keyword word is kept when its semantic score is high enough and it is at least as
     close in meaning as the profile's best lexical match; a profile with no lexical match at
     all keeps nothing, so a day with nothing relevant still mails no filler. A paper is
-    eligible for the picks when a keyword occurs whole in it, or when its semantic score
-    reaches SEMANTIC_PICK. `pull` (profile, paper), from the profile's votes, is added to the
-    similarity before any of this; an excluded paper stays out whatever it says.
+    eligible for the picks when a keyword occurs whole in it with its words together (`strong`;
+    a one-word keyword anywhere, or most words of a sentence), or when its semantic score
+    reaches SEMANTIC_PICK: a keyword whose words are only scattered over an abstract is weak
+    evidence, which the meaning must confirm. `pull` (profile, paper), from the profile's
+    votes, in cosines, is added to the similarity in units of the spread of the profile's mean
+    cosine; an excluded paper stays out whatever it says.
     """
     valid = slot_of >= 0
     # Each keyword's cosines relative to its own spread today (a short keyword's and a long
