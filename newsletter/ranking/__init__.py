@@ -61,11 +61,7 @@ Rules
   ranking; a profile that matches nothing gets no picks: there is no filler. The picks are the
   first `max_papers` papers in rank order that clear the floor. The floor is relative because
   BM25's scale depends on the batch and on the query: no absolute constant fits all.
-- Hybrid (when the index has paper embeddings, `Semantic`): see `fusion.fuse`. Each keyword
-  is widened by pseudo-relevance feedback from the batch (`fusion.expand_keywords`: the mean
-  embedding of the papers that best match it, in words and meaning); a profile's similarity
-  weighs its closest keyword as much as the mean of all; a multi-word keyword whose words are
-  only scattered in a paper makes it eligible for the picks only if it is also close in meaning.
+- Hybrid (when the index has paper embeddings, `Semantic`): see `fusion.fuse`.
 - Followed authors (`Profile.authors`): a paper one of whose named authors is followed is kept
   and picked whatever its keywords say, ranked ahead of the keyword picks, and explained as
   ("author",) under the author's name; an exclude still drops it. Dumps that give only a count

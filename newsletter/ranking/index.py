@@ -47,9 +47,6 @@ class KeywordVectors:
     score: np.ndarray  # float32, log(1 + TITLE_WEIGHT * title + abstract), per paper
     words: np.ndarray  # float32, the same for its words one by one, whichever occur
     fields: np.ndarray  # uint8, 1 = whole in title, 2 = in abstract, 3 = both, SOME_WORDS = partly
-    # bool, whole with its words together in some field (a one-word keyword: whole anywhere);
-    # whole but only scattered is weaker evidence, which the hybrid ranking checks by meaning
-    together: np.ndarray
 
 
 class PaperIndex:
@@ -90,8 +87,6 @@ class PaperIndex:
         self.semantic = semantic
         self._paper_matrix: np.ndarray | None = None
         self._cosines: dict[str, np.ndarray] = {}
-        # Keyword cosines widened by feedback from this batch (`fusion.expand_keywords`), by text.
-        self.feedback: dict[str, np.ndarray] = {}
         if semantic is not None and self.papers:
             vectors = [semantic.paper_vectors.get(paper.paper_id) for paper in self.papers]
             width = next((len(v) for v in vectors if v is not None), 0)
@@ -125,13 +120,6 @@ class PaperIndex:
         if self._paper_matrix is None:
             raise ValueError("this index has no embeddings")
         return vectors @ self._paper_matrix.T
-
-    def centroids(self, rows: np.ndarray) -> np.ndarray:
-        """(group, dimension): the unit-length mean embedding of each row of paper positions."""
-        if self._paper_matrix is None:
-            raise ValueError("this index has no embeddings")
-        means = self._paper_matrix[rows].mean(axis=1)
-        return (means / np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
     def by_author(self, name: str) -> np.ndarray:
         """Papers one of whose named authors is `name` (case, accents and punctuation aside).
@@ -237,7 +225,6 @@ class PaperIndex:
                 score=np.log1p(TITLE_WEIGHT * title + abstract).astype(np.float32),
                 words=np.log1p(words).astype(np.float32),
                 fields=fields.astype(np.uint8),
-                together=phrase > 0,
             )
             self._terms[terms] = vectors
         return vectors
@@ -266,7 +253,6 @@ class PaperIndex:
                             np.where(mute, 0, part.score).astype(np.float32),
                             part.words,
                             np.where(mute, 0, part.fields).astype(np.uint8),
-                            part.together & ~mute,
                         )
                 parts.append(part)
             whole = np.bitwise_or.reduce([part.fields & WHOLE for part in parts], axis=0)
@@ -274,7 +260,6 @@ class PaperIndex:
                 score=np.max([part.score for part in parts], axis=0),
                 words=parts[0].words,
                 fields=np.where(whole > 0, whole, parts[0].fields & (SOME_WORDS | MOST_WORDS)).astype(np.uint8),
-                together=np.logical_or.reduce([part.together for part in parts], axis=0),
             )
             self._keywords[spellings] = vectors
         return vectors

@@ -109,21 +109,13 @@ def _rank_chunk(
     eligible = np.asarray((fields & (WHOLE | MOST_WORDS)).any(axis=1))
     floor_fraction = FLOOR_FRACTION
     if index.hybrid and slots:
-        together = np.stack([v.together for v in vectors] + [zeros.astype(bool)])[slot_of]
-        # Whole with its words together, or most words of a sentence: eligible on the words;
-        # a multi-word keyword whose words are only scattered must also be close in meaning.
-        strong = np.asarray((((fields & WHOLE) > 0) & together).any(axis=1) | (fields & MOST_WORDS).any(axis=1))
         texts = [""] * len(slots)
         for keywords in keyword_lists:
             for keyword, spellings in keywords:
                 texts[slots[spellings]] = texts[slots[spellings]] or keyword
         cosines = index.cosines(texts)
-        cosines = fusion.expand_keywords(
-            index, texts, cosines, np.stack([v.score for v in vectors]),
-            np.stack([(v.fields & WHOLE) > 0 for v in vectors]),
-        )
         pull = _vote_pull(index, profiles) if any(p.liked or p.disliked for p in profiles) else None
-        total, keep, eligible = fusion.fuse(total, keep, allowed, eligible, cosines, slot_of, fields, pull, strong)
+        total, keep, eligible = fusion.fuse(total, keep, allowed, eligible, cosines, slot_of, fields, pull)
         floor_fraction = fusion.HYBRID_FLOOR_FRACTION
     _keep_one_of_each_duplicate_set(index, total, keep)
     profile_best = np.where(keep, total, 0).max(axis=1, keepdims=True)
