@@ -10,7 +10,11 @@ This script ranks those papers for each profile with every system below, in one 
 prints nDCG@5, precision@5, recall@10, nDCG@10 and the F1 of the set that would be mailed, per
 profile, per kind of profile and on average. Run from the repository root:
 
-    python bench/relevance.py [--max-papers 10] [--eval-dir bench/eval] [--lopo]
+    python bench/relevance.py [--max-papers 10] [--eval-dir bench/eval [bench/eval-dev]] [--lopo]
+                              [--splits tune,dev] [--set NAME=VALUE ...]
+
+While designing a rule, `--splits tune,dev` (with `--eval-dir bench/eval bench/eval-dev`)
+keeps every held-out figure off the screen, and `--set` tries a constant without editing code.
 
 Systems
 - substring: case-insensitive substring hits of the keywords in title + abstract, counted; the
@@ -255,7 +259,8 @@ def print_table(table: Table, profiles: Sequence[EvalProfile]) -> None:
             for system in systems:
                 print(line(f"**{split}** ({len(names)})", system, averaged(table, system, names)))
         held_out = [p for p in profiles if p.split == "held-out"]
-        print_kinds(table, held_out, "held-out profiles only", header, rule, line)
+        if held_out:
+            print_kinds(table, held_out, "held-out profiles only", header, rule, line)
     print_kinds(table, profiles, "all profiles", header, rule, line)
     print(f"\nPer profile\n\n{header}\n{rule}")
     for profile in profiles:
@@ -362,14 +367,41 @@ def leave_one_profile_out(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max-papers", type=int, default=10)
-    parser.add_argument("--eval-dir", type=Path, default=EVAL_DIR)
+    parser.add_argument("--eval-dir", type=Path, nargs="+", default=[EVAL_DIR],
+                        help="one or more judged sets (e.g. bench/eval bench/eval-dev)")
     parser.add_argument("--dumps", type=Path, default=SHARED_DUMPS)
     parser.add_argument("--lopo", action="store_true", help="leave-one-profile-out tuning check")
+    parser.add_argument("--splits", default="",
+                        help="only profiles of these splits, comma-separated (e.g. tune,dev: design "
+                             "without ever printing a held-out figure)")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="a ranker constant for this run (repeatable), e.g. --set SEMANTIC_WEIGHT=0.5")
     args = parser.parse_args()
     papers = load_papers(args.dumps)
-    profiles = load_profiles(args.eval_dir)
+    profiles = [profile for eval_dir in args.eval_dir for profile in load_profiles(eval_dir)]
+    if args.splits:
+        wanted = {split.strip() for split in args.splits.split(",")}
+        profiles = [profile for profile in profiles if profile.split in wanted]
     if not profiles:
-        raise SystemExit(f"no judged profiles in {args.eval_dir}")
+        raise SystemExit(f"no judged profiles in {', '.join(map(str, args.eval_dir))}")
+    settings = dict(parse_setting(text) for text in args.set)
+    with ranker_settings(**settings):
+        run(args, papers, profiles)
+
+
+def parse_setting(text: str) -> tuple[str, float]:
+    """NAME=VALUE of --set, checked against the ranking package's constants."""
+    name, _, value = text.partition("=")
+    try:
+        constant_home(name.strip())
+        return name.strip(), float(value)
+    except (AttributeError, ValueError):
+        raise SystemExit(f"Error: --set {text!r}: expected NAME=NUMBER with NAME a ranking constant "
+                         "(e.g. FLOOR_FRACTION=0.3)") from None
+
+
+def run(args: argparse.Namespace, papers: list[Paper], profiles: list[EvalProfile]) -> None:
+    """Score every system on `profiles` and print the tables (and --lopo)."""
     known = {paper.paper_id for paper in papers}
     unknown = {pid for p in profiles for pid in p.grades} - known
     if unknown:
@@ -383,7 +415,8 @@ def main() -> None:
     ranker_systems, indexes = semantic_systems(papers, args.max_papers)
     systems.update(ranker_systems)
     print(f"papers: {len(papers)}; profiles: {len(profiles)}; max_papers: {args.max_papers}")
-    print_agreement(args.eval_dir, profiles)
+    for eval_dir in args.eval_dir:
+        print_agreement(eval_dir, profiles)
     print_table(evaluate(systems, profiles, args.max_papers), profiles)
     if args.lopo:
         grids = {"lexical": LEXICAL_GRID, "hybrid": HYBRID_GRID}
