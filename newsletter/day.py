@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
 MIN_SAMPLE = 20  # deliveries finished before the error rate is judged
+STOPPED_SHOWN = "not attempted: the run stopped (why: see the summary)"
 POOL_THRESHOLD = 2_000  # fewer subscribers than this are prepared in this process
 
 
@@ -251,14 +252,16 @@ async def _run_day(
         next_try = min(expires, at + timedelta(seconds=options.retry.delay(item.rounds + 1)))
         return DeliveryEvent(0, DeliveryState.DEFERRED, item.email, None, reason, next_attempt_at=next_try)
 
-    async def defer(job: _Job, reason: str, attempts: int = 0) -> None:
+    async def defer(job: _Job, reason: str, attempts: int = 0, *, shown: str | None = None) -> None:
+        """Defer one digest; the ledger keeps the whole `reason`, the run's outcome may say
+        `shown` instead (a server-level failure is told once, in the summary, not per address)."""
         event = deferral(job.item, reason)
         await writer.record(DeliveryEvent(job.digest_id, event.state, event.address, None, event.error, event.next_attempt_at))
         if event.state is DeliveryState.FAILED:
             outcome(job.item, OutcomeStatus.FAILED, event.error or reason, attempts)
         else:
             when = f"{event.next_attempt_at:%H:%M} UTC" if event.next_attempt_at else "later"
-            outcome(job.item, OutcomeStatus.DEFERRED, f"{reason} (next try {when})", attempts)
+            outcome(job.item, OutcomeStatus.DEFERRED, f"{shown or reason} (next try {when})", attempts)
 
     async def produce() -> None:
         try:
@@ -283,7 +286,7 @@ async def _run_day(
         while (job := await queue.get()) is not None:
             item = job.item
             if budget.stopped:
-                await defer(job, f"not attempted: {budget.stopped}")
+                await defer(job, f"not attempted: {budget.stopped}", shown=STOPPED_SHOWN)
                 continue
             if progress:
                 progress(f"sending to {item.email} ({budget.finished} done)")
@@ -300,9 +303,10 @@ async def _run_day(
                     ))
                     log.error("digest for %s failed: %s", item.email, exc)
                     outcome(item, OutcomeStatus.FAILED, str(exc), exc.attempts)
+                elif exc.server_level:
+                    await defer(job, str(exc), exc.attempts, shown=STOPPED_SHOWN)
                 else:
-                    if not exc.server_level:
-                        log.warning("digest for %s deferred: %s", item.email, exc)
+                    log.warning("digest for %s deferred: %s", item.email, exc)
                     await defer(job, str(exc), exc.attempts)
                 continue
             budget.record(None)
