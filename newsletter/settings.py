@@ -131,6 +131,8 @@ class Settings(BaseSettings):
     # Past one machine (issue 14): a Celery broker (redis://... or amqp://...) shared by the
     # scheduler, `send` and `newsletter worker` processes; unset: everything in this process.
     broker_url: SecretStr | None = None
+    # The queue the shards go through: each installation sharing a broker needs its own.
+    broker_queue: str = Field(default="newsletter", pattern=r"^[A-Za-z0-9_.:-]{1,100}$")
     shard_size: int = Field(default=500, ge=1)  # subscribers per task a worker takes
     # The longest one shard may take: the Redis broker hands an unacknowledged shard to another
     # worker after this long, and a digest a worker claimed is its own for this long.

@@ -47,7 +47,6 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
 TASK = "newsletter.send_shard"
-QUEUE = "newsletter"
 POLL_SECONDS = 0.5  # how often the waiting side looks at the shards' results
 NO_WORKER_WARNING_SECONDS = 30.0
 MAX_HELD_WAIT_SECONDS = 60  # the longest a shard waits before looking again at digests held by others
@@ -67,7 +66,7 @@ def configure(settings: Settings, celery: Celery = app) -> Celery:
         # Results go back through Redis itself, or through RabbitMQ to the one process waiting.
         result_backend=broker if redis else "rpc://",
         result_expires=max(86_400, 2 * settings.shard_timeout),
-        task_default_queue=QUEUE,
+        task_default_queue=settings.broker_queue,
         task_serializer="json",
         result_serializer="json",
         accept_content=["json"],
@@ -195,12 +194,13 @@ def run_worker(settings: Settings, *, loglevel: str = "INFO") -> None:
     from newsletter.runtime import Runtime
 
     configure(settings)
+    logging.getLogger("celery").setLevel(loglevel)  # tasks received, done, retried
     _runtime = Runtime(settings)
     log.info("worker taking shards from %s", shown_broker(settings))
     try:
         app.worker_main([
             "worker", "--pool=solo", f"--loglevel={loglevel}", "--without-gossip", "--without-mingle",
-            f"--hostname=newsletter-{os.getpid()}@%h", f"--queues={QUEUE}",
+            f"--hostname=newsletter-{os.getpid()}@%h", f"--queues={settings.broker_queue}",
         ])
     finally:
         _runtime.close()
