@@ -221,6 +221,8 @@ def run_shards(
     now = now or datetime.now(UTC)
     parts = shards([s.email for s in subscribers], settings.shard_size)
     try:
+        with app.connection_for_write() as connection:  # before any result is awaited
+            connection.ensure_connection(max_retries=1)
         results = [
             send_shard.apply_async(args=(part, now.isoformat(), by_hand)) for part in parts  # type: ignore[attr-defined]
         ]
