@@ -34,7 +34,7 @@ from celery import Celery, Task
 from kombu.exceptions import OperationalError
 from kombu.utils.url import maybe_sanitize_url
 
-from newsletter.day import DayReport, default_owner
+from newsletter.day import HELD, DayReport, default_owner
 from newsletter.errors import ConfigError
 from newsletter.models import Outcome, OutcomeStatus
 from newsletter.settings import Settings
@@ -164,8 +164,8 @@ def send_shard(
     owner = f"{default_owner()}:{self.request.id}"
     report = run_shard(runtime, emails, datetime.fromisoformat(now), by_hand=by_hand, owner=owner)
     earlier = report_from_json(done) if done else DayReport()
-    held = [o.subscriber for o in report.outcomes if o.status == OutcomeStatus.SKIPPED and o.detail == _held()]
-    settled = [o for o in report.outcomes if not (o.status == OutcomeStatus.SKIPPED and o.detail == _held())]
+    held = [o.subscriber for o in report.outcomes if o.status == OutcomeStatus.SKIPPED and o.detail == HELD]
+    settled = [o for o in report.outcomes if not (o.status == OutcomeStatus.SKIPPED and o.detail == HELD)]
     merged = DayReport(earlier.outcomes + settled, report.stopped or earlier.stopped)
     if held:
         delay = _retry_delay(runtime.settings)
@@ -176,12 +176,6 @@ def send_shard(
         merged.outcomes += [o for o in report.outcomes if o.subscriber in held]
         merged.held = len(held)
     return report_to_json(merged)
-
-
-def _held() -> str:
-    from newsletter.day import HELD
-
-    return HELD
 
 
 def run_worker(settings: Settings, *, loglevel: str = "INFO") -> None:
