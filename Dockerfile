@@ -16,7 +16,7 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY newsletter ./newsletter
 COPY templates ./templates
-RUN pip install '.[postgres]' \
+RUN pip install '.[postgres,celery]' \
     && useradd --system --create-home --uid 10001 newsletter \
     && mkdir -p /data/dumps /data/state /data/outbox /data/preview \
     && chown -R newsletter /data

@@ -577,6 +577,25 @@ def run() -> None:
 
 
 @app.command()
+def worker(
+    loglevel: Annotated[str, typer.Option("--loglevel", help="Celery's log level (DEBUG, INFO, WARNING).")] = "INFO",
+) -> None:
+    """Take shards of the day's sends from NEWSLETTER_BROKER_URL (Redis or RabbitMQ) and deliver
+    them, one at a time, until SIGTERM/SIGINT (the shard in hand is finished first). Run one per
+    core, on as many machines as you like, all with the same settings and subscribers file."""
+    settings = _settings()
+    if settings.broker is None:
+        _fail("NEWSLETTER_BROKER_URL is not set: a worker takes shards from a Redis or RabbitMQ broker, "
+              "e.g. NEWSLETTER_BROKER_URL=redis://127.0.0.1:6379/0")
+    try:
+        from newsletter.workers import run_worker
+    except ImportError as exc:
+        _fail(f"newsletter worker needs Celery ({exc.name} is not installed): pip install 'newsletter[celery]'")
+    with _operator_errors():
+        run_worker(settings, loglevel=loglevel.upper())
+
+
+@app.command()
 def serve(
     host: Annotated[
         str | None, typer.Option("--host", help="Address to listen on [default: NEWSLETTER_SERVE_HOST or 127.0.0.1].")

@@ -22,6 +22,11 @@ on disk. Killed at any moment, a rerun sends every unfinished digest again with 
 papers and Message-ID; only a message the server accepted in the instant before its `sent`
 was committed can arrive twice: at most one per connection.
 
+Runs may share a day (Celery workers, `newsletter.workers`): the `sending` mark is a claim
+(`store.claims`), taken only if no other run took the digest since this one planned it, so a
+digest two runs planned is sent by one; the other reports it `HELD`. With a lease
+(`options.claim_seconds`), a digest left `sending` stays its claimer's until the lease ends.
+
 A transient failure that outlasts the transport's quick retries leaves the digest `deferred`
 with the reason and the time of its next try (exponential backoff, `Retry`); the scheduler's
 retry rounds and every later `send` pick it up when due, until its lifetime is over, when it
@@ -35,6 +40,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -45,7 +52,7 @@ from newsletter.errors import ConfigError, DeliveryError
 from newsletter.models import DeliveryState, Outcome, OutcomeStatus, Sender
 from newsletter.planning import Retry, local_day
 from newsletter.preparing import Prepared, Preparer, PrepareSetup, inline_preparer, pool_preparer
-from newsletter.store import DeliveryEvent, Store
+from newsletter.store import Claim, DeliveryEvent, Lease, Store
 from newsletter.subscribers import Subscriber
 
 log = logging.getLogger(__name__)
@@ -54,6 +61,7 @@ Progress = Callable[[str], None]
 MIN_SAMPLE = 20  # deliveries finished before the error rate is judged
 STOPPED_SHOWN = "not attempted: the run stopped (why: see the summary)"
 POOL_THRESHOLD = 2_000  # fewer subscribers than this are prepared in this process
+HELD = "being sent by another run (claimed in the ledger)"
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,10 @@ class DayOptions:
     workers: int = 0  # processes that plan and compose; 0: this process
     resend_failed: bool = True  # a run by hand tries again today's refused digests
     semantic_model: str | None = None  # the hybrid ranker's model, when it is on
+    # Claims (`store.claims`): who this run is, and how long a digest it claimed stays its own
+    # (None: no lease, the next run takes a digest left `sending` at once: one process).
+    claim_owner: str = ""
+    claim_seconds: float | None = None
 
 
 @dataclass
@@ -109,6 +121,7 @@ class DayReport:
     transport: str = ""
     waiting: int = 0  # deferred digests that wait for a later try
     next_try: datetime | None = None
+    held: int = 0  # digests another run had claimed (a worker on the same shard): theirs to send
 
     def count(self, status: OutcomeStatus | str) -> int:
         return sum(o.status == status for o in self.outcomes)
@@ -145,24 +158,40 @@ class _Job:
 
 
 class LedgerWriter:
-    """Group commit for delivery events: whatever all connections have waiting is written in
-    one transaction, and each writer resumes once its event is on disk."""
+    """Group commit for delivery events and claims: whatever all connections have waiting is
+    written in one transaction, and each writer resumes once its change is on disk."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, lease: Lease) -> None:
         self.store = store
+        self.lease = lease
         self._events: list[DeliveryEvent] = []
+        self._claims: list[Claim] = []
         self._waiters: list[asyncio.Future[None]] = []
+        self._claim_waiters: list[asyncio.Future[bool]] = []
         self._wake = asyncio.Event()
         self._closed = False
         self.suppressed: list[str] = []
         self.commits = 0
+        self._failed: BaseException | None = None  # a commit that failed stops every later write
 
     async def record(self, event: DeliveryEvent) -> None:
+        if self._failed is not None:
+            raise self._failed
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._events.append(event)
         self._waiters.append(waiter)
         self._wake.set()
         await waiter
+
+    async def claim(self, digest_id: int, seen_attempts: int) -> bool:
+        """Take the digest to send it (`sending`); False if another run has it."""
+        if self._failed is not None:
+            raise self._failed
+        waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._claims.append(Claim(digest_id, seen_attempts))
+        self._claim_waiters.append(waiter)
+        self._wake.set()
+        return await waiter
 
     def close(self) -> None:
         self._closed = True
@@ -174,19 +203,25 @@ class LedgerWriter:
             self._wake.clear()
             await asyncio.sleep(0)  # let the other connections add theirs to this commit
             events, waiters = self._events, self._waiters
-            self._events, self._waiters = [], []
-            if events:
+            claims, claim_waiters = self._claims, self._claim_waiters
+            self._events, self._waiters, self._claims, self._claim_waiters = [], [], [], []
+            if events or claims:
                 try:
-                    self.suppressed += self.store.record_deliveries(events)
+                    claimed, suppressed = self.store.commit_deliveries(claims, self.lease, events)
+                    self.suppressed += suppressed
                     self.commits += 1
                 except BaseException as exc:
-                    for waiter in waiters:
+                    self._failed = exc
+                    for waiter in [*waiters, *claim_waiters]:
                         if not waiter.done():
                             waiter.set_exception(exc)
                     raise
                 for waiter in waiters:
                     if not waiter.done():
                         waiter.set_result(None)
+                for wanted, claim_waiter in zip(claims, claim_waiters):
+                    if not claim_waiter.done():
+                        claim_waiter.set_result(wanted.digest_id in claimed)
             elif self._closed:
                 return
 
@@ -223,7 +258,8 @@ async def _run_day(
     connections = max(1, transport.concurrency)
     queue: asyncio.Queue[_Job | None] = asyncio.Queue(maxsize=2 * connections)
     results: list[tuple[int, int, Outcome]] = []  # (subscriber position, order, outcome)
-    writer = LedgerWriter(store)
+    writer = LedgerWriter(store, Lease(options.claim_owner or default_owner(), options.claim_seconds))
+    held = 0
     pending_bounces = store.pending_bounces()
     setup = PrepareSetup(
         database_url=store.url,
@@ -252,11 +288,17 @@ async def _run_day(
         next_try = min(expires, at + timedelta(seconds=options.retry.delay(item.rounds + 1)))
         return DeliveryEvent(0, DeliveryState.DEFERRED, item.email, None, reason, next_attempt_at=next_try)
 
-    async def defer(job: _Job, reason: str, attempts: int = 0, *, shown: str | None = None) -> None:
+    async def defer(
+        job: _Job, reason: str, attempts: int = 0, *, shown: str | None = None, claimed: bool = True
+    ) -> None:
         """Defer one digest; the ledger keeps the whole `reason`, the run's outcome may say
-        `shown` instead (a server-level failure is told once, in the summary, not per address)."""
+        `shown` instead (a server-level failure is told once, in the summary, not per address).
+        `claimed`: this run holds the row; else the change applies only if nobody took it."""
         event = deferral(job.item, reason)
-        await writer.record(DeliveryEvent(job.digest_id, event.state, event.address, None, event.error, event.next_attempt_at))
+        await writer.record(DeliveryEvent(
+            job.digest_id, event.state, event.address, None, event.error, event.next_attempt_at,
+            seen_attempts=None if claimed else job.item.rounds,
+        ))
         if event.state is DeliveryState.FAILED:
             outcome(job.item, OutcomeStatus.FAILED, event.error or reason, attempts)
         else:
@@ -268,7 +310,8 @@ async def _run_day(
             async for batch, expired in preparer.batches(subscribers):
                 for row in expired:
                     await writer.record(DeliveryEvent(row.id, DeliveryState.FAILED, row.subscriber, None,
-                                                      f"expired: {row.error or 'deferred too long'}"))
+                                                      f"expired: {row.error or 'deferred too long'}",
+                                                      seen_attempts=row.attempts))
                 ready = [item for item in batch if item.composed is not None]
                 for item in batch:
                     if item.composed is None:
@@ -277,20 +320,32 @@ async def _run_day(
                 ids = iter(store.plan_digests([(i.email, i.day, i.message_id, i.paper_ids) for i in new]))
                 for item in ready:
                     digest_id = item.digest_id if item.digest_id is not None else next(ids)
+                    if digest_id is None:  # another run planned it first: theirs to send
+                        hold(item)
+                        continue
                     await queue.put(_Job(item, digest_id))
         finally:
             for _ in range(connections):
                 await queue.put(None)
 
+    def hold(item: Prepared) -> None:
+        nonlocal held
+        held += 1
+        outcome(item, OutcomeStatus.SKIPPED, HELD)
+
     async def work() -> None:
         while (job := await queue.get()) is not None:
             item = job.item
             if budget.stopped:
-                await defer(job, f"not attempted: {budget.stopped}", shown=STOPPED_SHOWN)
+                await defer(job, f"not attempted: {budget.stopped}", shown=STOPPED_SHOWN, claimed=False)
                 continue
             if progress:
                 progress(f"sending to {item.email} ({budget.finished} done)")
-            await writer.record(DeliveryEvent(job.digest_id, DeliveryState.SENDING))
+            # The claim is the `sending` mark: on disk before the first byte, and only if no
+            # other run took the digest since this one planned it (see `store.claims`).
+            if not await writer.claim(job.digest_id, item.rounds):
+                hold(item)
+                continue
             assert item.composed is not None
             try:
                 attempts = await transport.send(item.composed)
@@ -333,7 +388,12 @@ async def _run_day(
         log.error("%s", budget.stopped)
     results.sort(key=lambda entry: (entry[0], entry[1]))
     waiting, next_try = store.deferred_waiting(clock())
-    return DayReport([o for _, _, o in results], budget.stopped, transport.name, waiting, next_try)
+    return DayReport([o for _, _, o in results], budget.stopped, transport.name, waiting, next_try, held)
+
+
+def default_owner() -> str:
+    """This process, as a claim names it."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def _one_per_zone(subscribers: Sequence[Subscriber]) -> list[Subscriber]:

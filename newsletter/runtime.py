@@ -10,12 +10,13 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
 from newsletter.day import DayOptions, DayReport, run_day
 from newsletter.delivery import Transport, make_transport
+from newsletter.errors import ConfigError
 from newsletter.ingest import IngestReport, ingest_dumps
 from newsletter.models import Sender
 from newsletter.planning import Retry
@@ -113,12 +114,34 @@ class Runtime:
         self, subscribers: Sequence, now: datetime | None = None, *, by_hand: bool = True,  # type: ignore[type-arg]
         progress: Progress | None = None,
     ) -> DayReport:
-        """The day's digests for `subscribers`, through the transport the settings choose."""
+        """The day's digests for `subscribers`: in this process, or, with NEWSLETTER_BROKER_URL
+        set, in shards run by Celery workers (`newsletter.workers`), waiting for them."""
+        if self.settings.broker is None:
+            return self.run_here(subscribers, now, by_hand=by_hand, progress=progress)
+        try:
+            from newsletter.workers import run_shards, shown_broker
+        except ImportError as exc:
+            raise ConfigError(
+                f"NEWSLETTER_BROKER_URL is set but Celery is not installed ({exc.name}): "
+                "pip install 'newsletter[celery]', or unset NEWSLETTER_BROKER_URL to send in this process"
+            ) from None
+
         self.embed_keywords(subscribers)
-        report = run_day(
-            self.store, subscribers, self.sender, self.transport(), now,
-            day_options(self.settings, by_hand=by_hand), progress=progress,
+        report = run_shards(self, subscribers, now, by_hand=by_hand, progress=progress)
+        report.transport = f"{self.transport_label}, by workers over {shown_broker(self.settings)}"
+        return report
+
+    def run_here(
+        self, subscribers: Sequence, now: datetime | None = None, *, by_hand: bool = True,  # type: ignore[type-arg]
+        progress: Progress | None = None, claim_owner: str = "", claim_seconds: float | None = None,
+    ) -> DayReport:
+        """The day's digests for `subscribers`, in this process, through the transport the
+        settings choose; `claim_*`: whose claims, and their lease (a worker's shard)."""
+        self.embed_keywords(subscribers)
+        options = replace(
+            day_options(self.settings, by_hand=by_hand), claim_owner=claim_owner, claim_seconds=claim_seconds
         )
+        report = run_day(self.store, subscribers, self.sender, self.transport(), now, options, progress=progress)
         report.transport = self.transport_label
         return report
 

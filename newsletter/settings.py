@@ -39,6 +39,7 @@ SEND_AT_PATTERN = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 IMPLICIT_TLS_PORT = 465
 MIN_SECRET_LENGTH = 16
 LOOPBACK_NAMES = ("localhost",)
+BROKER_SCHEMES = ("redis", "rediss", "amqp", "amqps", "pyamqp")
 SECRET_HINT = 'e.g. the output of: python3 -c "import secrets; print(secrets.token_hex(32))"'
 
 
@@ -127,10 +128,20 @@ class Settings(BaseSettings):
     # A sentence-transformers model name or local folder for the hybrid ranker, used when the
     # `semantic` extra is installed; "off" (or empty) ranks lexically even then.
     semantic_model: str = "all-MiniLM-L6-v2"
+    # Past one machine (issue 14): a Celery broker (redis://... or amqp://...) shared by the
+    # scheduler, `send` and `newsletter worker` processes; unset: everything in this process.
+    broker_url: SecretStr | None = None
+    # The queue the shards go through: each installation sharing a broker needs its own.
+    broker_queue: str = Field(default="newsletter", pattern=r"^[A-Za-z0-9_.:-]{1,100}$")
+    shard_size: int = Field(default=500, ge=1)  # subscribers per task a worker takes
+    # The longest one shard may take: the Redis broker hands an unacknowledged shard to another
+    # worker after this long, and a digest a worker claimed is its own for this long.
+    shard_timeout: int = Field(default=3600, ge=5)
 
     @field_validator(
         "smtp_host", "smtp_username", "unsubscribe_url", "unsubscribe_secret",
-        "public_url", "secret_key", "dkim_key_file", "dkim_selector", "dkim_domain", "rate_limit", mode="before",
+        "public_url", "secret_key", "dkim_key_file", "dkim_selector", "dkim_domain", "rate_limit", "broker_url",
+        mode="before",
     )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
@@ -184,11 +195,27 @@ class Settings(BaseSettings):
             )
         if self.smtp_ca_file is not None and not self.smtp_ca_file.is_file():
             raise ValueError(f"NEWSLETTER_SMTP_CA_FILE {self.smtp_ca_file} does not exist")
+        self._check_broker()
         self._check_link_key()
         self._check_unsubscribe()
         self._check_public_url()
         self._load_dkim_key()
         return self
+
+    def _check_broker(self) -> None:
+        if self.broker_url is None:
+            return
+        scheme = urlsplit(self.broker_url.get_secret_value().strip()).scheme
+        if scheme not in BROKER_SCHEMES:
+            raise ValueError(
+                f"NEWSLETTER_BROKER_URL must be a Redis or RabbitMQ URL ({', '.join(BROKER_SCHEMES)}://...), "
+                f"not {scheme or 'a URL without a scheme'}:// (e.g. redis://127.0.0.1:6379/0)"
+            )
+
+    @property
+    def broker(self) -> str | None:
+        """The broker URL, or None: everything runs in this process."""
+        return self.broker_url.get_secret_value().strip() if self.broker_url is not None else None
 
     def _check_link_key(self) -> None:
         for name, secret in (("SECRET_KEY", self.secret_key), ("UNSUBSCRIBE_SECRET", self.unsubscribe_secret)):

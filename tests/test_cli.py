@@ -14,7 +14,7 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = (
     "preview", "send", "run", "ingest", "rank", "parse", "check", "suppressed", "serve", "unsubscribe",
-    "resubscribe", "resend", "status", "history", "migrate",
+    "resubscribe", "resend", "status", "history", "migrate", "worker",
 )
 
 

@@ -60,3 +60,16 @@ def test_the_example_environment_file_names_only_real_settings() -> None:
     lines = (REPO_ROOT / "deploy" / "newsletter.env.example").read_text(encoding="utf-8").splitlines()
     used = [line.split("=", 1)[0] for line in lines if line.strip() and not line.startswith("#")]
     assert used and [name for name in used if name not in names] == []
+
+
+def test_the_worker_unit_runs_a_worker_hardened_and_restarts_it() -> None:
+    unit = configparser.ConfigParser(strict=False, interpolation=None, delimiters=("=",))
+    unit.optionxform = str  # type: ignore[assignment,method-assign]
+    unit.read(REPO_ROOT / "deploy" / "newsletter-worker.service")
+    service = unit["Service"]
+    command = shlex.split(service["ExecStart"])
+    assert Path(command[0]).name == "newsletter" and command[1:] == ["worker"]
+    assert "worker" in _commands()
+    assert service["Restart"] == "on-failure" and service["KillSignal"] == "SIGTERM"
+    assert service["ProtectSystem"] == "strict" and service["NoNewPrivileges"] == "yes"
+    assert unit["Install"]["WantedBy"] == "multi-user.target"

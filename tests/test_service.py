@@ -93,8 +93,11 @@ def ledger(folder: Path) -> dict[str, tuple[str, str | None, int]]:
 def wait_for(condition: Any, seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        if condition():
-            return True
+        try:
+            if condition():
+                return True
+        except sqlite3.OperationalError:  # the file exists, its tables are still being created
+            pass
         time.sleep(0.2)
     return False
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from newsletter.store.choices import ChoicesStore, Vote
 from newsletter.store.embeddings import EmbeddingStore
+from newsletter.store.claims import Claim, Lease
 from newsletter.store.ledger import DayLedgerStore, DaySnapshot, DeliveryEvent, DigestRecord, LedgerRow
 from newsletter.store.papers import PaperStore
 from newsletter.store.reports import DigestReport, DumpCounts, ReportStore
@@ -20,7 +21,7 @@ from newsletter.store.state import StateStore
 from newsletter.store.suppressions import Suppression, SuppressionStore
 
 __all__ = [
-    "EMBEDDING_DTYPE", "DaySnapshot", "DeliveryEvent", "DigestRecord", "DigestReport", "DumpCounts", "LedgerRow",
+    "EMBEDDING_DTYPE", "Claim", "DaySnapshot", "Lease", "DeliveryEvent", "DigestRecord", "DigestReport", "DumpCounts", "LedgerRow",
     "Store", "Suppression", "Vote", "metadata",
 ]
 

@@ -15,6 +15,7 @@ from newsletter.store.base import as_utc
 from newsletter.store.papers import paper_from_row
 
 from newsletter.store.base import StoreBase, new_id
+from newsletter.store.claims import Claim, Lease, claim_rows, free
 from newsletter.store.base import now as _now
 from newsletter.store.schema import digest_papers, digests, papers, suppressions
 from newsletter.store.suppressions import count_bounce
@@ -236,6 +237,14 @@ _MARK_OTHER = digests.update().where(digests.c.id == bindparam("b_id")).values(
     status=bindparam("b_status"), updated_at=bindparam("b_now"), error_code=bindparam("b_code"),
     error=bindparam("b_error"), next_attempt_at=bindparam("b_next"),
 )
+# The same, for a run that did not claim the row: only while nobody claimed it since the run
+# saw it (`attempts` unchanged) and nobody may be sending it (see `store.claims`).
+_MARK_OTHER_UNCLAIMED = digests.update().where(
+    digests.c.id == bindparam("b_id"), digests.c.attempts == bindparam("b_seen"), free(bindparam("b_now")),
+).values(
+    status=bindparam("b_status"), updated_at=bindparam("b_now"), error_code=bindparam("b_code"),
+    error=bindparam("b_error"), next_attempt_at=bindparam("b_next"),
+)
 _CLEAR_BOUNCES = suppressions.delete().where(
     suppressions.c.address == bindparam("b_address"), suppressions.c.suppressed_at.is_(None)
 )
@@ -302,10 +311,11 @@ class DayLedgerStore(LedgerStore):
                     found.setdefault(digest_id, []).append(paper_id)
         return {digest_id: tuple(found.get(digest_id, ())) for digest_id in digest_ids}
 
-    def plan_digests(self, planned: Sequence[tuple[str, date, str, Sequence[str]]]) -> list[int]:
+    def plan_digests(self, planned: Sequence[tuple[str, date, str, Sequence[str]]]) -> list[int | None]:
         """Write many digests as `planned` with their papers, in one transaction: (subscriber,
-        day, message id, paper ids) each; returns their row ids in order. Earlier digests of
-        these subscribers that never arrived give their papers back (`_release_unsent`)."""
+        day, message id, paper ids) each; returns their row ids in order, None for a digest
+        another run wrote first. Earlier digests of these subscribers that never arrived give
+        their papers back (`_release_unsent`)."""
         if not planned:
             return []
         now = _now()
@@ -315,21 +325,26 @@ class DayLedgerStore(LedgerStore):
                 by_day.setdefault(day, []).append(subscriber)
             for day, subscribers in by_day.items():
                 self._release_unsent_many(db, subscribers, day)
-            result = db.execute(
-                digests.insert().returning(digests.c.id, sort_by_parameter_order=True),
-                [
-                    {
-                        "subscriber": subscriber, "digest_day": day, "status": DeliveryState.PLANNED.value,
-                        "message_id": message_id, "paper_count": len(ids), "attempts": 0,
-                        "created_at": now, "updated_at": now,
-                    }
-                    for subscriber, day, message_id, ids in planned
-                ],
+            rows = [
+                {
+                    "subscriber": subscriber, "digest_day": day, "status": DeliveryState.PLANNED.value,
+                    "message_id": message_id, "paper_count": len(ids), "attempts": 0,
+                    "created_at": now, "updated_at": now,
+                }
+                for subscriber, day, message_id, ids in planned
+            ]
+            # A row another run wrote meanwhile (a worker on the same shard) is left alone:
+            # its digest is that run's to send.
+            insert = _insert_for(db.dialect.name)(digests).on_conflict_do_nothing(
+                index_elements=[digests.c.subscriber, digests.c.digest_day]
             )
-            ids = [int(row[0]) for row in result]
+            result = db.execute(insert.returning(digests.c.id, digests.c.subscriber, digests.c.digest_day), rows)
+            written = {(row.subscriber, _as_date(row.digest_day)): int(row.id) for row in result}
+            ids = [written.get((subscriber, day)) for subscriber, day, _, _ in planned]
             papers_rows = [
                 {"digest_id": digest_id, "paper_id": paper_id, "subscriber": subscriber, "position": position}
                 for digest_id, (subscriber, _, _, paper_ids) in zip(ids, planned)
+                if digest_id is not None
                 for position, paper_id in enumerate(paper_ids)
             ]
             if papers_rows:
@@ -343,28 +358,19 @@ class DayLedgerStore(LedgerStore):
         the batch of a busy run is a few hundred `sending`/`sent` rows. Returns the addresses
         that became suppressed in this batch.
         """
-        now = _now()
-        newly_suppressed: list[str] = []
         with self._tx() as db:
-            for state, run in _runs(events):
-                if state is DeliveryState.SENDING:
-                    db.execute(_MARK_SENDING, [{"b_id": e.digest_id, "b_now": now} for e in run])
-                elif state is DeliveryState.SENT:
-                    db.execute(_MARK_SENT, [{"b_id": e.digest_id, "b_now": now} for e in run])
-                    cleared = [{"b_address": e.address.casefold()} for e in run if e.clear_bounces]
-                    if cleared:
-                        db.execute(_CLEAR_BOUNCES, cleared)
-                else:
-                    db.execute(_MARK_OTHER, [
-                        {"b_id": e.digest_id, "b_now": now, "b_status": e.state.value, "b_code": e.code,
-                         "b_error": e.error, "b_next": e.next_attempt_at}
-                        for e in run
-                    ])
-                    for event in run:
-                        if event.state is DeliveryState.FAILED and event.bounce and event.suppress_after:
-                            if count_bounce(db, event.address, event.code, event.error or "", event.suppress_after):
-                                newly_suppressed.append(event.address)
-        return newly_suppressed
+            return _apply_events(db, events, _now())
+
+    def commit_deliveries(
+        self, claims: Sequence[Claim], lease: Lease, events: Sequence[DeliveryEvent]
+    ) -> tuple[set[int], list[str]]:
+        """One group commit of the send spine: claim `claims` for `lease` (see `store.claims`)
+        and apply `events`, in one transaction. Returns the ids claimed and the addresses
+        that became suppressed."""
+        now = _now()
+        with self._tx() as db:
+            claimed = claim_rows(db, claims, lease, now) if claims else set()
+            return claimed, _apply_events(db, events, now)
 
     def deferred_waiting(self, now: datetime) -> tuple[int, datetime | None]:
         """How many deferred digests wait for a later try at `now`, and the earliest try."""
@@ -392,6 +398,48 @@ class DayLedgerStore(LedgerStore):
             return set(db.execute(query).scalars())
 
 
+def _apply_events(db: Connection, events: Sequence[DeliveryEvent], now: datetime) -> list[str]:
+    newly_suppressed: list[str] = []
+    for state, run in _runs(events):
+        if state is DeliveryState.SENDING:
+            db.execute(_MARK_SENDING, [{"b_id": e.digest_id, "b_now": now} for e in run])
+        elif state is DeliveryState.SENT:
+            db.execute(_MARK_SENT, [{"b_id": e.digest_id, "b_now": now} for e in run])
+            cleared = [{"b_address": e.address.casefold()} for e in run if e.clear_bounces]
+            if cleared:
+                db.execute(_CLEAR_BOUNCES, cleared)
+        else:
+            values = [
+                {"b_id": e.digest_id, "b_now": now, "b_status": e.state.value, "b_code": e.code,
+                 "b_error": e.error, "b_next": e.next_attempt_at, "b_seen": e.seen_attempts}
+                for e in run
+            ]
+            claimed = [v for v, e in zip(values, run) if e.seen_attempts is None]
+            unclaimed = [v for v, e in zip(values, run) if e.seen_attempts is not None]
+            if claimed:
+                db.execute(_MARK_OTHER, claimed)
+            if unclaimed:
+                db.execute(_MARK_OTHER_UNCLAIMED, unclaimed)
+            for event in run:
+                if event.state is DeliveryState.FAILED and event.bounce and event.suppress_after:
+                    if count_bounce(db, event.address, event.code, event.error or "", event.suppress_after):
+                        newly_suppressed.append(event.address)
+    return newly_suppressed
+
+
+def _insert_for(dialect: str) -> Any:
+    """The dialect's INSERT, which knows ON CONFLICT DO NOTHING (SQLite and PostgreSQL)."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert
+
+
+def _as_date(value: date | str) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(str(value))
+
+
 @dataclass(frozen=True, slots=True)
 class DeliveryEvent:
     """One change to a ledger row, applied in a batch by `record_deliveries`."""
@@ -405,3 +453,6 @@ class DeliveryEvent:
     bounce: bool = False
     suppress_after: int = 0
     clear_bounces: bool = False
+    # Set for a change made without claiming the row (a digest not attempted, one expired):
+    # applied only if the row's attempts are still these and nobody may be sending it.
+    seen_attempts: int | None = None

@@ -10,7 +10,7 @@ Tables
 - `dump_papers`: which dump listed which paper.
 - `digests`: the delivery ledger, one row per (subscriber, digest day) with its state (a
   `models.DeliveryState`), message id, attempts, SMTP error and, when deferred, the time of the
-  next attempt.
+  next attempt; the process that claimed it to send it, and until when (`store.claims`).
 - `digest_papers`: which papers went into which digest; unique per (subscriber, paper), so the
   database itself refuses to record a paper twice for one subscriber.
 - `suppressions`: addresses whose deliveries were refused permanently (5xx for the recipient or
@@ -101,6 +101,10 @@ digests = Table(
     # A deferred digest's next try; null in every other state.
     Column("next_attempt_at", DateTime(timezone=True)),
     Column("sent_at", DateTime(timezone=True)),
+    # Who took the digest to send it (host:pid[:task]) and, when workers share the day, until
+    # when a `sending` row stays theirs; null until: any later run may take it (one process).
+    Column("claimed_by", String(255)),
+    Column("claimed_until", DateTime(timezone=True)),
     UniqueConstraint("subscriber", "digest_day"),
 )
 
