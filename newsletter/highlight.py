@@ -31,7 +31,7 @@ from functools import lru_cache
 from newsletter.ranking.text import TOKEN as _TOKEN, Terms, fold as _fold, keyword_terms, tokenize
 
 Segment = tuple[str, bool]
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z(\[\"'])")  # as render.trim_abstract cuts
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z(\[\"'])")
 ELLIPSIS = "…"
 
 
@@ -147,9 +147,9 @@ def excerpt(text: str, spans: Sequence[tuple[int, int]], limit: int) -> str:
     """
     if len(text) <= limit:
         return text
-    opening = _opening(text, limit)
-    if not spans or spans[0][1] <= len(opening.removesuffix(ELLIPSIS)):
-        return opening
+    first = opening(text, limit)
+    if not spans or spans[0][1] <= len(first.removesuffix(ELLIPSIS)):
+        return first
     start, end = spans[0]
     sentence_start = max((m.end() for m in _SENTENCE_END.finditer(text, 0, start)), default=0)
     following = _SENTENCE_END.search(text, end)
@@ -159,13 +159,13 @@ def excerpt(text: str, spans: Sequence[tuple[int, int]], limit: int) -> str:
     room = limit - len(sentence) - len(tail) - 3  # 3: the " … " before the sentence
     if room < 0:
         return _window(text, start, end, limit)
-    lead = _opening(text[:sentence_start].rstrip(), room) if room >= limit // 4 else ""
+    lead = opening(text[:sentence_start].rstrip(), room) if room >= limit // 4 else ""
     if lead.endswith(ELLIPSIS):  # only whole opening sentences lead in
         lead = ""
     return (f"{lead} {ELLIPSIS} " if lead else f"{ELLIPSIS} ") + sentence + tail
 
 
-def _opening(text: str, limit: int) -> str:
+def opening(text: str, limit: int) -> str:
     """The sentences from the start that fit in `limit`; else the words that do, and "…"."""
     if len(text) <= limit:
         return text

@@ -31,7 +31,7 @@ from markupsafe import escape
 from newsletter.links import DigestLinks
 
 from newsletter.text import clean_latex
-from newsletter.highlight import Segment, excerpt, highlight, match_spans
+from newsletter.highlight import Segment, excerpt, highlight, match_spans, opening
 from newsletter.models import Ranked, Trending
 
 # A wheel carries templates/ inside the package (pyproject maps it to newsletter/templates);
@@ -47,7 +47,6 @@ TEXT_WIDTH = 72
 CARDS_KEPT = 20_000  # distinct cards kept per process (each a few KB)
 LOOP_START = "{% for item in items %}"
 LOOP_END = "{% endfor %}"
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z(\[\"'])")
 # Control characters, line/paragraph separators, and the bidi embeddings and overrides
 # (U+202A-U+202E, U+2066-U+2069): no title needs them, and an override can make a subject
 # or a sender read backwards. Right-to-left scripts need none of them to show correctly.
@@ -80,19 +79,9 @@ def one_line(value: str) -> str:
 
 
 def trim_abstract(abstract: str, limit: int = ABSTRACT_LIMIT) -> str:
-    """Cut at the last sentence end before `limit`; else at a word, with an ellipsis."""
-    text = one_line(abstract)
-    if len(text) <= limit:
-        return text
-    kept = ""
-    for sentence in _SENTENCE_END.split(text):
-        candidate = f"{kept} {sentence}".strip()
-        if len(candidate) > limit:
-            break
-        kept = candidate
-    if len(kept) >= limit // 3:
-        return kept
-    return text[:limit].rsplit(" ", 1)[0].rstrip(",;:") + "…"
+    """The opening of an abstract: cut at the last sentence end before `limit`; else at a
+    word, with an ellipsis (the excerpt a card shows when no match needs bringing in)."""
+    return opening(one_line(abstract), limit)
 
 
 def _plural(count: int, word: str) -> str:

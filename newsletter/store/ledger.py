@@ -99,23 +99,12 @@ class LedgerStore(StoreBase):
         morning does not lose them for good. A `sending` row is left alone: the server may
         have accepted it just before a crash, and sending its papers again could repeat them.
         """
-        stale = db.execute(
-            select(digests.c.id).where(
-                digests.c.subscriber == subscriber,
-                digests.c.digest_day < before,
-                digests.c.status.in_(("failed", "planned")),  # not yet abandoned
-            )
-        ).scalars().all()
-        if stale:
-            db.execute(digest_papers.delete().where(digest_papers.c.digest_id.in_(stale)))
-            db.execute(
-                update(digests).where(digests.c.id.in_(stale)).values(status="abandoned", updated_at=_now())
-            )
-        return len(stale)
+        return LedgerStore._release_unsent_many(db, [subscriber], before)
 
     @staticmethod
-    def _release_unsent_many(db: Connection, subscribers: Sequence[str], before: date) -> None:
-        """`_release_unsent` for many subscribers in a few statements."""
+    def _release_unsent_many(db: Connection, subscribers: Sequence[str], before: date) -> int:
+        """`_release_unsent` for many subscribers in a few statements; how many were released."""
+        released = 0
         for start in range(0, len(subscribers), 500):
             stale = db.execute(
                 select(digests.c.id).where(
@@ -129,6 +118,8 @@ class LedgerStore(StoreBase):
                 db.execute(
                     update(digests).where(digests.c.id.in_(stale)).values(status="abandoned", updated_at=_now())
                 )
+            released += len(stale)
+        return released
 
     def mark(
         self, digest_id: int, status: str, *, error_code: int | None = None, error: str | None = None
