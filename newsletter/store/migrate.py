@@ -41,6 +41,7 @@ BASELINE_REVISION = "0001"  # the last release before migrations (0.1.0)
 _PRE_MIGRATION_MARKS = (("0002", "digests", "next_attempt_at"), ("0003", "digests", "claimed_by"))
 _OLDEST_TABLE = "dumps"  # every schema the store ever made has it
 
+MIGRATION_WAIT_MS = 60_000  # how long SQLite waits for another process's migration
 # Any constant will do: it names this application's lock among the database's advisory locks.
 _PG_LOCK_ID = 0x6E6C5F6D6967  # "nl_mig"
 
@@ -128,6 +129,9 @@ def _lock(connection: Connection) -> None:
     elif connection.dialect.name == "sqlite":
         # The driver would start the transaction only at the first write, after the reads that
         # decide what to run; IMMEDIATE takes the write lock now (others wait: busy_timeout).
+        # Creating a new database takes seconds on a busy machine, and a service starting while
+        # health checks open the same file must wait for it, not fail: wait up to a minute here.
+        connection.exec_driver_sql(f"PRAGMA busy_timeout={MIGRATION_WAIT_MS}")
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
