@@ -18,9 +18,14 @@ from pathlib import Path
 
 import aiosmtplib
 import pytest
+from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from newsletter import delivery
 from newsletter.delivery import OutboxTransport, SmtpTransport, make_transport, translate_smtp_error
+from newsletter.delivery.smtp import wire_payload
 from newsletter.errors import DeliveryError
 from newsletter.message import compose_message, digest_message_id
 from newsletter.render import RenderedDigest
@@ -403,3 +408,35 @@ def test_outbox_that_cannot_be_written_is_a_delivery_error(tmp_path: Path) -> No
 
     assert "NEWSLETTER_OUTBOX_DIR" in str(caught.value)
     assert caught.value.recipient == "ada@example.org"
+
+
+# the DATA payload ------------------------------------------------------------------------------
+@given(st.lists(st.sampled_from([b"", b".", b"..", b".x", b"a.b", b"\r", b"\n", b"\r\n", b"text", b"\r\r\n", b" ."]), max_size=40))
+@hypothesis_settings(max_examples=400, deadline=None)
+def test_the_payload_is_what_aiosmtplib_would_write(pieces: list[bytes]) -> None:
+    data = b"".join(pieces)
+    payload, size = wire_payload(data)
+    expected = normalize_message_line_endings(data)
+    assert size == len(expected)
+    assert payload == PERIOD_REGEX.sub(b"..", expected) + b".\r\n"
+
+
+def test_lines_that_start_with_a_dot_arrive_unchanged(smtp: SmtpServer) -> None:
+    rendered = RenderedDigest(
+        subject="dots", preheader="dots",
+        html="<p>x</p>\n.\n.hidden\n..two\n",
+        text=".\n.leading dot\n..two dots\nend.\n.",
+    )
+    sent = compose_message(
+        digest=rendered, to_address="ada@example.org", to_name=None, from_address=FROM_ADDRESS,
+        from_name="Research digest", message_id=digest_message_id("ada@example.org", DAY, DOMAIN),
+        sent_at=SENT_AT, unsubscribe_url=UNSUBSCRIBE_URL,
+    )
+    assert b"\r\n." in sent.data  # the case under test: the composed bytes have dot lines
+
+    deliver(smtp_settings(smtp), sent)
+
+    [received] = smtp.handler.received
+    assert received.raw == sent.data
+    text = received.message.get_body(("plain",))
+    assert text is not None and text.get_content().replace("\r\n", "\n").startswith(".\n.leading dot\n..two dots\n")

@@ -29,6 +29,26 @@ MAX_ATTEMPTS = 4
 BACKOFF_BASE_SECONDS = 1.0
 BACKOFF_MAX_SECONDS = 30.0
 _THROTTLE_WORDS = re.compile(r"rate|too many|throttl|slow down", re.IGNORECASE)
+_LINE_ENDS = re.compile(rb"\r\n|\n|\r")
+
+
+def wire_payload(data: bytes) -> tuple[bytes, int]:
+    """What DATA carries for `data`, and its size for the SIZE extension (RFC 1870, before
+    dot-stuffing): CRLF line ends, lines starting with a dot doubled (RFC 5321 §4.5.2), the
+    closing CRLF.CRLF. aiosmtplib's `data()` does the same with three regular expression passes
+    over the message (0.7 ms for a 45 KB digest, most of the sending process's time); a
+    composed message already has CRLF line ends and rarely a line that starts with a dot, so
+    here it is a few C-speed scans and one copy."""
+    lines = data.count(b"\n")
+    if lines != data.count(b"\r") or lines != data.count(b"\r\n"):
+        data = _LINE_ENDS.sub(b"\r\n", data)  # not from our composer: bare CR or LF
+    if not data.endswith(b"\r\n"):
+        data += b"\r\n"
+    size = len(data)
+    stuffed = data.replace(b"\r\n.", b"\r\n..")
+    if stuffed.startswith(b"."):
+        stuffed = b"." + stuffed
+    return stuffed + b".\r\n", size
 
 
 def tls_context(settings: Settings) -> ssl.SSLContext:
@@ -68,9 +88,9 @@ class _Connection:
     sent: int = 0
 
 
-def _envelope_options(client: aiosmtplib.SMTP, sender: str, recipient: str) -> list[str]:
-    """MAIL FROM options, as aiosmtplib's send_message would choose them."""
-    options = []
+def _envelope_options(client: aiosmtplib.SMTP, sender: str, recipient: str, size: int) -> list[str]:
+    """MAIL FROM options, as aiosmtplib's sendmail would choose them."""
+    options = [f"SIZE={size}"] if client.supports_extension("size") else []
     if not (sender + recipient).isascii():
         if not client.supports_extension("smtputf8"):
             raise aiosmtplib.SMTPNotSupported(
@@ -137,12 +157,12 @@ class SmtpTransport:
         finally:
             self._slots.release()
 
-    async def _attempt(self, sender: str, recipient: str, data: bytes) -> None:
+    async def _attempt(self, sender: str, recipient: str, payload: bytes, size: int) -> None:
         connection = await self._acquire()
         healthy = False
         try:
-            options = _envelope_options(connection.client, sender, recipient)
-            await connection.client.sendmail(sender, [recipient], data, mail_options=options)
+            options = _envelope_options(connection.client, sender, recipient, size)
+            await _transaction(connection.client, sender, recipient, payload, options)
             connection.sent += 1
             healthy = True
         except aiosmtplib.SMTPRecipientsRefused:
@@ -165,11 +185,11 @@ class SmtpTransport:
         """
         recipient = message.recipient
         sender = message.sender
-        data = message.data
+        payload, size = wire_payload(message.data)
         for attempt in range(1, MAX_ATTEMPTS + 1):
             await self.pacer.wait()
             try:
-                await self._attempt(sender, recipient, data)
+                await self._attempt(sender, recipient, payload, size)
                 self.pacer.succeeded()
                 self.delivered += 1
                 return attempt
@@ -230,6 +250,38 @@ class SmtpTransport:
         idle, self._idle = self._idle, []
         for connection in idle:
             await _quit(connection.client)
+
+
+async def _transaction(
+    client: aiosmtplib.SMTP, sender: str, recipient: str, payload: bytes, options: list[str]
+) -> None:
+    """One mail transaction, as aiosmtplib's `sendmail` runs it (MAIL, RCPT, DATA; RSET after a
+    refusal so the connection can carry the next message), with the DATA payload prepared by
+    `wire_payload` and written as it is. aiosmtplib still checks every command argument for
+    control characters, so no address can inject a command."""
+    encoding = "utf-8" if "SMTPUTF8" in options else "ascii"
+    try:
+        await client.mail(sender, options=options, encoding=encoding)
+        try:
+            await client.rcpt(recipient, encoding=encoding)
+        except aiosmtplib.SMTPRecipientRefused as refused:
+            raise aiosmtplib.SMTPRecipientsRefused([refused]) from None
+        reply = await client.execute_command(b"DATA")
+        if reply.code != 354:
+            raise aiosmtplib.SMTPDataError(reply.code, reply.message)
+        protocol = client.protocol
+        if protocol is None:
+            raise aiosmtplib.SMTPServerDisconnected("Connection lost")
+        protocol.write(payload)
+        reply = await protocol.read_response(timeout=client.timeout)
+        if reply.code != 250:
+            raise aiosmtplib.SMTPDataError(reply.code, reply.message)
+    except (aiosmtplib.SMTPResponseException, aiosmtplib.SMTPRecipientsRefused):
+        try:
+            await client.rset()
+        except (ConnectionError, aiosmtplib.SMTPResponseException):
+            pass  # disconnected or refused on the reset: the original error is what matters
+        raise
 
 
 async def _quit(client: aiosmtplib.SMTP) -> None:
