@@ -15,10 +15,11 @@ few batches, however long the list.
 
 Crash safety comes from the ledger order. A batch's digests are written `planned` (with their
 papers) in one transaction before any of them is handed over; each is `sending` before its
-first byte goes out and `sent` only after the server's 250. The ledger writes of all
-connections are committed together (group commit: one transaction for whatever is waiting),
-and a connection waits for its `sending` to be committed before it sends, so the order holds
-on disk. Killed at any moment, a rerun sends every unfinished digest again with the same
+first byte goes out and `sent` only after the server's 250. Digests are claimed (`sending`)
+CLAIM_AHEAD at a time, committed before they are queued for the connections; the `sent` writes
+of all connections are committed together (group commit: one transaction for whatever is
+waiting), and a connection waits for its `sent` to be on disk before it takes the next digest,
+so the order holds on disk. Killed at any moment, a rerun sends every unfinished digest again with the same
 papers and Message-ID; only a message the server accepted in the instant before its `sent`
 was committed can arrive twice: at most one per connection.
 
@@ -62,6 +63,7 @@ MIN_SAMPLE = 20  # deliveries finished before the error rate is judged
 STOPPED_SHOWN = "not attempted: the run stopped (why: see the summary)"
 POOL_THRESHOLD = 2_000  # fewer subscribers than this are prepared in this process
 HELD = "being sent by another run (claimed in the ledger)"
+CLAIM_AHEAD = 32  # digests claimed in one statement, just before they are queued for sending
 
 
 @dataclass(frozen=True)
@@ -155,6 +157,7 @@ class DayReport:
 class _Job:
     item: Prepared
     digest_id: int
+    claimed: bool = False  # `sending` for this run, on disk
 
 
 class LedgerWriter:
@@ -167,7 +170,7 @@ class LedgerWriter:
         self._events: list[DeliveryEvent] = []
         self._claims: list[Claim] = []
         self._waiters: list[asyncio.Future[None]] = []
-        self._claim_waiters: list[asyncio.Future[bool]] = []
+        self._claim_waiters: list[tuple[asyncio.Future[set[int]], set[int]]] = []
         self._wake = asyncio.Event()
         self._closed = False
         self.suppressed: list[str] = []
@@ -183,13 +186,13 @@ class LedgerWriter:
         self._wake.set()
         await waiter
 
-    async def claim(self, digest_id: int, seen_attempts: int) -> bool:
-        """Take the digest to send it (`sending`); False if another run has it."""
+    async def claim(self, claims: Sequence[Claim]) -> set[int]:
+        """Take digests to send them (`sending`); the ids taken (not those another run has)."""
         if self._failed is not None:
             raise self._failed
-        waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._claims.append(Claim(digest_id, seen_attempts))
-        self._claim_waiters.append(waiter)
+        waiter: asyncio.Future[set[int]] = asyncio.get_running_loop().create_future()
+        self._claims.extend(claims)
+        self._claim_waiters.append((waiter, {claim.digest_id for claim in claims}))
         self._wake.set()
         return await waiter
 
@@ -212,16 +215,16 @@ class LedgerWriter:
                     self.commits += 1
                 except BaseException as exc:
                     self._failed = exc
-                    for waiter in [*waiters, *claim_waiters]:
+                    for waiter in [*waiters, *(claim_waiter for claim_waiter, _ in claim_waiters)]:
                         if not waiter.done():
                             waiter.set_exception(exc)
                     raise
                 for waiter in waiters:
                     if not waiter.done():
                         waiter.set_result(None)
-                for wanted, claim_waiter in zip(claims, claim_waiters):
+                for claim_waiter, wanted in claim_waiters:
                     if not claim_waiter.done():
-                        claim_waiter.set_result(wanted.digest_id in claimed)
+                        claim_waiter.set_result(wanted & claimed)
             elif self._closed:
                 return
 
@@ -318,15 +321,34 @@ async def _run_day(
                         outcome(item, OutcomeStatus.SKIPPED if not item.failed else OutcomeStatus.FAILED, item.reason)
                 new = [item for item in ready if item.digest_id is None]
                 ids = iter(store.plan_digests([(i.email, i.day, i.message_id, i.paper_ids) for i in new]))
+                jobs: list[_Job] = []
                 for item in ready:
                     digest_id = item.digest_id if item.digest_id is not None else next(ids)
                     if digest_id is None:  # another run planned it first: theirs to send
                         hold(item)
                         continue
-                    await queue.put(_Job(item, digest_id))
+                    jobs.append(_Job(item, digest_id))
+                for start in range(0, len(jobs), CLAIM_AHEAD):
+                    await queue_claimed(jobs[start : start + CLAIM_AHEAD])
         finally:
             for _ in range(connections):
                 await queue.put(None)
+
+    async def queue_claimed(jobs: list[_Job]) -> None:
+        """Claim `jobs` (the `sending` mark: on disk before their first byte, and only if no
+        other run took them since this one planned them, see `store.claims`) and queue them
+        for the connections. Once the run has stopped, nothing more is claimed: the jobs go
+        to the connections unclaimed, to be deferred."""
+        if budget.stopped:
+            for job in jobs:
+                await queue.put(job)
+            return
+        claimed = await writer.claim([Claim(job.digest_id, job.item.rounds) for job in jobs])
+        for job in jobs:
+            if job.digest_id in claimed:
+                await queue.put(replace(job, claimed=True))
+            else:
+                hold(job.item)
 
     def hold(item: Prepared) -> None:
         nonlocal held
@@ -337,16 +359,11 @@ async def _run_day(
         while (job := await queue.get()) is not None:
             item = job.item
             if budget.stopped:
-                await defer(job, f"not attempted: {budget.stopped}", shown=STOPPED_SHOWN, claimed=False)
+                await defer(job, f"not attempted: {budget.stopped}", shown=STOPPED_SHOWN, claimed=job.claimed)
                 continue
             if progress:
                 progress(f"sending to {item.email} ({budget.finished} done)")
-            # The claim is the `sending` mark: on disk before the first byte, and only if no
-            # other run took the digest since this one planned it (see `store.claims`).
-            if not await writer.claim(job.digest_id, item.rounds):
-                hold(item)
-                continue
-            assert item.composed is not None
+            assert job.claimed and item.composed is not None
             try:
                 attempts = await transport.send(item.composed)
             except DeliveryError as exc:
