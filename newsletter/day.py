@@ -451,7 +451,7 @@ def send_copy(
     planner = make_planner(setup, store)
     planner.include_sent = True
     planner.suppressed = planner.unsubscribed = frozenset()
-    copy = subscriber.model_copy(update={"active": True, "send_empty": to_address is not None})
+    copy = replace(subscriber, active=True, send_empty=to_address is not None)
     plans = [plan for _, plan in planner.plan([copy]) if plan.day == target_day]
     if not plans:
         raise ConfigError(f"no digest for {subscriber.email} on {target_day}")
