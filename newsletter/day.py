@@ -14,7 +14,8 @@ batches ahead; otherwise in this process, a small batch at a time. Either way me
 few batches, however long the list.
 
 Crash safety comes from the ledger order. A batch's digests are written `planned` (with their
-papers) in one transaction before any of them is handed over; each is `sending` before its
+papers) in one transaction before any of them is handed over (by the preparer, in the worker
+that composed them); each is `sending` before its
 first byte goes out and `sent` only after the server's 250. Digests are claimed (`sending`)
 CLAIM_AHEAD at a time, committed before they are queued for the connections; the `sent` writes
 of all connections are committed together (group commit: one transaction for whatever is
@@ -319,15 +320,12 @@ async def _run_day(
                 for item in batch:
                     if item.composed is None:
                         outcome(item, OutcomeStatus.SKIPPED if not item.failed else OutcomeStatus.FAILED, item.reason)
-                new = [item for item in ready if item.digest_id is None]
-                ids = iter(store.plan_digests([(i.email, i.day, i.message_id, i.paper_ids) for i in new]))
                 jobs: list[_Job] = []
                 for item in ready:
-                    digest_id = item.digest_id if item.digest_id is not None else next(ids)
-                    if digest_id is None:  # another run planned it first: theirs to send
+                    if item.held or item.digest_id is None:  # another run planned it first: theirs
                         hold(item)
                         continue
-                    jobs.append(_Job(item, digest_id))
+                    jobs.append(_Job(item, item.digest_id))
                 for start in range(0, len(jobs), CLAIM_AHEAD):
                     await queue_claimed(jobs[start : start + CLAIM_AHEAD])
         finally:

@@ -1,15 +1,17 @@
 """Preparing digests: plan, render and compose batches of subscribers, here or in a pool.
 
 The CPU-bound half of a run. `prepare_batch` turns subscribers into `Prepared` items (a
-composed message ready for the transport, or the reason there is none); a `Preparer` yields
-them batch by batch, in the subscribers' order:
+composed message ready for the transport, or the reason there is none) and writes the new
+digests' ledger rows (`planned`, with their papers: one transaction per batch, before any of
+them is handed over); a `Preparer` yields them batch by batch, in the subscribers' order:
 
 - `inline_preparer`: in this process, small batches, the event loop sending in between;
 - `pool_preparer`: in worker processes (one per spare core), a few batches ahead of the
   sender. Each worker opens the store itself, reads the day's snapshot once and keeps its
-  own indexes and card cache; only subscribers go in and composed bytes come out.
+  own indexes and card cache; only subscribers go in and composed bytes come out. The
+  `planned` rows are written there too, off the sending process.
 
-Nothing here writes to the store: the run (`newsletter.day`) records what comes back.
+Everything after `planned` (claims, `sent`, deferrals) is the run's (`newsletter.day`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import asyncio
 import multiprocessing
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Protocol
 
@@ -59,6 +61,7 @@ class Prepared:
     rounds: int = 0
     created_at: datetime | None = None
     failed: bool = False  # `reason` is a failure, not a skip
+    held: bool = False  # another run planned this digest first: theirs to send
 
 
 @dataclass(frozen=True)
@@ -138,10 +141,11 @@ def semantic_for(store: Store | None, encoder: Encoder | None, papers: Sequence[
 
 
 def prepare_batch(
-    planner: Planner, sender: Sender, now: datetime, subscribers: Sequence[Subscriber], first: int
+    planner: Planner, sender: Sender, now: datetime, subscribers: Sequence[Subscriber], first: int, store: Store
 ) -> tuple[list[Prepared], list[LedgerRow]]:
-    """Plan and compose `subscribers` (whose positions in the run start at `first`); also the
-    deferred rows found past their lifetime, for the run to mark failed."""
+    """Plan and compose `subscribers` (whose positions in the run start at `first`) and record
+    the new digests as `planned`; also the deferred rows found past their lifetime, for the run
+    to mark failed."""
     items: list[Prepared] = []
     seen: dict[int, int] = {}
     for offset, plan in planner.plan(subscribers):
@@ -163,7 +167,17 @@ def prepare_batch(
             created_at=plan.created_at or now,
         ))
     expired, planner.expired = planner.expired, []
-    return items, expired
+    return _record_plans(store, items), expired
+
+
+def _record_plans(store: Store, items: list[Prepared]) -> list[Prepared]:
+    """Write the new digests' ledger rows in one transaction: each gets its row id, or is
+    `held` when another run planned the same digest first."""
+    new = [n for n, item in enumerate(items) if item.composed is not None and item.digest_id is None]
+    ids = store.plan_digests([(items[n].email, items[n].day, items[n].message_id, items[n].paper_ids) for n in new])
+    for n, digest_id in zip(new, ids):
+        items[n] = replace(items[n], digest_id=digest_id, held=digest_id is None)
+    return items
 
 
 class Preparer(Protocol):
@@ -181,7 +195,7 @@ class _Inline:
         planner = make_planner(self.setup, self.store)
         for first in range(0, len(subscribers), INLINE_BATCH):
             chunk = subscribers[first : first + INLINE_BATCH]
-            yield prepare_batch(planner, self.setup.sender, self.setup.now, chunk, first)
+            yield prepare_batch(planner, self.setup.sender, self.setup.now, chunk, first, self.store)
             await asyncio.sleep(0)  # let the connections take what is ready
 
     def close(self) -> None:
@@ -193,19 +207,19 @@ def inline_preparer(setup: PrepareSetup, store: Store) -> Preparer:
 
 
 # the worker side of the pool --------------------------------------------------------------
-_worker: tuple[PrepareSetup, Planner] | None = None
+_worker: tuple[PrepareSetup, Planner, Store] | None = None
 
 
 def _start_worker(setup: PrepareSetup) -> None:
     global _worker
     store = Store(setup.database_url)
-    _worker = (setup, make_planner(setup, store))
+    _worker = (setup, make_planner(setup, store), store)
 
 
 def _prepare_in_worker(subscribers: Sequence[Subscriber], first: int) -> tuple[list[Prepared], list[LedgerRow]]:
     assert _worker is not None, "the worker was not started"
-    setup, planner = _worker
-    return prepare_batch(planner, setup.sender, setup.now, subscribers, first)
+    setup, planner, store = _worker
+    return prepare_batch(planner, setup.sender, setup.now, subscribers, first, store)
 
 
 class _Pool:
