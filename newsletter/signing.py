@@ -1,4 +1,4 @@
-"""DKIM signing (RFC 6376) of a composed message: dkimpy's field, OpenSSL's RSA. Pure but for the clock.
+"""DKIM signing (RFC 6376): dkimpy's DKIM-Signature field, OpenSSL's RSA. Pure but for the clock.
 
 The signature is computed over the composed message's bytes, the very bytes both transports
 send (SMTP `sendmail` and the outbox file), and the DKIM-Signature field is put in front of
@@ -15,7 +15,7 @@ still parses and canonicalises the header fields, folds and hashes the signature
 module canonicalises the body itself (dkimpy's regular expressions take about 2 ms on a 45 KB
 digest) and computes the RSA signature with OpenSSL through `cryptography` (dkimpy's RSA is
 pure Python, about 8 ms per message with a 2048-bit key). The key is parsed once per process.
-tests/test_signing_dkimpy.py holds both to dkimpy's output.
+tests/test_signing.py holds the field to `dkim.sign`'s, real digests and generated messages.
 """
 
 from __future__ import annotations
@@ -159,7 +159,7 @@ def _split(data: bytes) -> tuple[list[list[bytes]], bytes]:
     if data.count(b"\n") != data.count(_CRLF):
         data = data.replace(_CRLF, b"\n").replace(b"\n", _CRLF)
     end = data.find(b"\r\n\r\n")
-    if end < 0 or data.startswith(_CRLF):  # no header block, or no body: dkimpy reads it all
+    if end < 0 or data.startswith(_CRLF):  # no blank line, or no header field: dkimpy reads all
         headers, body = dkim.rfc822_parse(data)
         return headers, body
     headers, _ = dkim.rfc822_parse(data[: end + 4])
@@ -167,7 +167,7 @@ def _split(data: bytes) -> tuple[list[list[bytes]], bytes]:
 
 
 def _relaxed_body(body: bytes) -> bytes:
-    """The relaxed canonical body (RFC 6376 §3.4.4), equal to dkimpy's for any bytes: each run
+    """The relaxed canonical body (RFC 6376 §3.4.4), equal to dkimpy's for any body: each run
     of spaces and tabs made one space, dropped before a CRLF; the CRLFs at the end made one,
     or none for an empty body."""
     if b"\t" in body:
