@@ -17,6 +17,7 @@ Everything after `planned` (claims, `sent`, deferrals) is the run's (`newsletter
 from __future__ import annotations
 
 import asyncio
+import gc
 import multiprocessing
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
@@ -214,6 +215,7 @@ def _start_worker(setup: PrepareSetup) -> None:
     global _worker
     store = Store(setup.database_url)
     _worker = (setup, make_planner(setup, store), store)
+    gc.freeze()  # the imports and the day's snapshot and indexes live as long as the worker
 
 
 def _prepare_in_worker(subscribers: Sequence[Subscriber], first: int) -> tuple[list[Prepared], list[LedgerRow]]:
