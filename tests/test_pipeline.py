@@ -26,7 +26,7 @@ from newsletter.delivery import make_transport
 from newsletter.render import one_line
 from newsletter.settings import Settings, load_settings
 from newsletter.store import Store
-from newsletter.runtime import sender_from
+from newsletter.runtime import semantic_model, sender_from
 from newsletter.models import Outcome
 from newsletter.day import DayReport
 from newsletter.subscribers import Subscriber, load_subscribers
@@ -355,7 +355,9 @@ def test_preview_writes_files_and_touches_nothing(
 ) -> None:
     out_dir = tmp_path / "preview"
 
-    outcomes = pipeline.preview(ingested, subscribers, sender_from(settings), out_dir, now=DAY_ONE)
+    outcomes = pipeline.preview(
+        ingested, subscribers, sender_from(settings), out_dir, now=DAY_ONE, semantic_model=semantic_model(settings)
+    )
 
     assert [(o.subscriber, o.status) for o in outcomes] == [
         (ADA, "previewed"), (TOM, "previewed"), (SLEEPY, "skipped")

@@ -317,3 +317,47 @@ def test_ingest_with_an_encoder_embeds_the_new_papers(real_encoder, tmp_path: Pa
         p.paper_id for p in papers
     }
     assert ingest_dumps(store, dumps, encoder=real_encoder).embedded == 0  # nothing new
+
+
+SENDING_PROCESS = """
+import json, sys
+from newsletter.runtime import Runtime
+from newsletter.semantic import encoder_for
+from newsletter.settings import load_settings
+runtime = Runtime(load_settings())
+report = runtime.ingest()
+subscribers = runtime.subscribers().subscribers
+runtime.embed_keywords(subscribers)
+model = encoder_for(runtime.settings.semantic_model)
+papers = runtime.store.all_papers()
+stored = runtime.store.paper_embeddings(model.model, [p.paper_id for p in papers])
+words = runtime.store.keyword_embeddings(model.model, [k for s in subscribers for k in s.keywords])
+print(json.dumps({"embedded": report.embedded, "papers": len(papers), "stored": len(stored),
+                  "keywords": len(words), "loaded_here": model.loaded, "again": runtime.embed()}))
+"""
+
+
+def test_the_sending_process_never_loads_the_model(real_encoder, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Papers (at ingest) and keywords (before a send) are embedded in a child process: the
+    process that ingests and sends stores every vector without holding the model itself."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    env.update(
+        NEWSLETTER_DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite'}",
+        NEWSLETTER_DUMPS_DIR=str(root / "examples" / "dumps"),
+        NEWSLETTER_SUBSCRIBERS_FILE=str(root / "subscribers.example.yaml"),
+        NEWSLETTER_SEMANTIC_MODEL=real_encoder.model,
+    )
+    done = subprocess.run([sys.executable, "-c", SENDING_PROCESS], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    assert figures["embedded"] == figures["papers"] == figures["stored"] > 0
+    assert figures["keywords"] > 0
+    assert figures["loaded_here"] is False
+    assert figures["again"] == [0, 0]  # nothing missing: no child process, nothing encoded
