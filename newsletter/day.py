@@ -76,6 +76,7 @@ class DayOptions:
     max_error_rate: float = 0.2
     suppress_after: int = 3
     workers: int = 0  # processes that plan and compose; 0: this process
+    pool_from: int = POOL_THRESHOLD  # the fewest subscribers for which the workers are started
     resend_failed: bool = True  # a run by hand tries again today's refused digests
     semantic_model: str | None = None  # the hybrid ranker's model, when it is on
     # Claims (`store.claims`): who this run is, and how long a digest it claimed stays its own
@@ -283,7 +284,7 @@ async def _run_day(
     )
     preparer: Preparer = (
         pool_preparer(setup, options.workers)
-        if options.workers > 0 and len(subscribers) >= POOL_THRESHOLD
+        if options.workers > 0 and len(subscribers) >= options.pool_from
         else inline_preparer(setup, store)
     )
 

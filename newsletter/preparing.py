@@ -19,6 +19,9 @@ from __future__ import annotations
 import asyncio
 import gc
 import multiprocessing
+import os
+import threading
+import time
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, replace
@@ -42,6 +45,7 @@ log = logging.getLogger(__name__)
 INLINE_BATCH = 25  # subscribers per batch in this process: the sender runs between batches
 POOL_BATCH = 250  # subscribers per batch sent to a worker process
 BATCHES_AHEAD = 2  # batches in flight per worker
+WATCH_SECONDS = 1.0  # how often a worker checks that its run is still there
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,11 +215,25 @@ def inline_preparer(setup: PrepareSetup, store: Store) -> Preparer:
 _worker: tuple[PrepareSetup, Planner, Store] | None = None
 
 
-def _start_worker(setup: PrepareSetup) -> None:
+def _start_worker(setup: PrepareSetup, run_pid: int) -> None:
     global _worker
+    threading.Thread(target=_exit_with, args=(run_pid,), name="exit-with-the-run", daemon=True).start()
     store = Store(setup.database_url)
     _worker = (setup, make_planner(setup, store), store)
     gc.freeze()  # the imports and the day's snapshot and indexes live as long as the worker
+
+
+def _exit_with(run_pid: int) -> None:
+    """Exit once the run's process is gone (killed: nobody would read what this worker
+    composes, and it would hold its memory forever)."""
+    while True:
+        time.sleep(WATCH_SECONDS)
+        try:
+            os.kill(run_pid, 0)
+        except ProcessLookupError:
+            os._exit(1)
+        except PermissionError:  # alive, another user's
+            pass
 
 
 def _prepare_in_worker(subscribers: Sequence[Subscriber], first: int) -> tuple[list[Prepared], list[LedgerRow]]:
@@ -232,7 +250,7 @@ class _Pool:
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(["newsletter.preparing"])
         self.executor: Executor = ProcessPoolExecutor(
-            max_workers=workers, mp_context=context, initializer=_start_worker, initargs=(setup,)
+            max_workers=workers, mp_context=context, initializer=_start_worker, initargs=(setup, os.getpid())
         )
 
     async def batches(self, subscribers: Sequence[Subscriber]) -> AsyncIterator[tuple[list[Prepared], list[LedgerRow]]]:
