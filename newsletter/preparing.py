@@ -43,8 +43,8 @@ from newsletter.subscribers import Subscriber
 log = logging.getLogger(__name__)
 
 INLINE_BATCH = 25  # subscribers per batch in this process: the sender runs between batches
-POOL_BATCH = 250  # subscribers per batch sent to a worker process
-BATCHES_AHEAD = 2  # batches in flight per worker
+POOL_BATCH = 100  # subscribers per batch sent to a worker process (each digest ~45 KB in flight)
+BATCHES_AHEAD = 3  # batches in flight per worker
 WATCH_SECONDS = 1.0  # how often a worker checks that its run is still there
 
 
