@@ -28,7 +28,7 @@ from typer.core import TyperGroup
 
 from email_validator import EmailNotValidError, validate_email
 
-from newsletter import ingest as ingesting, pipeline, semantic
+from newsletter import dispatch, ingest as ingesting, pipeline, semantic
 from newsletter.day import send_copy
 from newsletter.errors import ConfigError, DumpError, NewsletterError
 from newsletter.logs import CLI_LOGGER, StderrToLog, configure_logging, fields
@@ -203,7 +203,7 @@ def send(
     with _operator_errors():
         runtime = Runtime(settings)
         _ingest(runtime)
-        report = _with_progress("Sending…", lambda p: runtime.run_day(chosen, progress=p))
+        report = _with_progress("Sending…", lambda p: dispatch.run_day(runtime, chosen, progress=p))
     _summary("Delivery", report.outcomes)
     out.print(report.summary(), highlight=False, soft_wrap=True, markup=False)
     if not report.ok:

@@ -18,7 +18,6 @@ from pathlib import Path
 
 from newsletter.day import DayOptions, DayReport, run_day
 from newsletter.delivery import Transport, make_transport
-from newsletter.errors import ConfigError
 from newsletter.ingest import IngestReport, ingest_dumps
 from newsletter.models import Sender
 from newsletter.planning import Retry
@@ -140,27 +139,6 @@ class Runtime:
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=1, mp_context=context) as child:
             return child.submit(_embed_in_child, self.store.url, encoder.model, list(keywords)).result()
-
-    def run_day(
-        self, subscribers: Sequence, now: datetime | None = None, *, by_hand: bool = True,  # type: ignore[type-arg]
-        progress: Progress | None = None,
-    ) -> DayReport:
-        """The day's digests for `subscribers`: in this process, or, with NEWSLETTER_BROKER_URL
-        set, in shards run by Celery workers (`newsletter.workers`), waiting for them."""
-        if self.settings.broker is None:
-            return self.run_here(subscribers, now, by_hand=by_hand, progress=progress)
-        try:
-            from newsletter.workers import run_shards, shown_broker
-        except ImportError as exc:
-            raise ConfigError(
-                f"NEWSLETTER_BROKER_URL is set but Celery is not installed ({exc.name}): "
-                "pip install 'newsletter[celery]', or unset NEWSLETTER_BROKER_URL to send in this process"
-            ) from None
-
-        self.embed_keywords(subscribers)
-        report = run_shards(self, subscribers, now, by_hand=by_hand, progress=progress)
-        report.transport = f"{self.transport_label}, by workers over {shown_broker(self.settings)}"
-        return report
 
     def run_here(
         self, subscribers: Sequence, now: datetime | None = None, *, by_hand: bool = True,  # type: ignore[type-arg]

@@ -1,4 +1,4 @@
-"""`newsletter run`: the APScheduler 3 service. An adapter; the work is `Runtime.run_day`.
+"""`newsletter run`: the APScheduler 3 service. An adapter; the work is `dispatch.run_day`.
 
 Jobs
 - `ingest`: every NEWSLETTER_POLL_SECONDS, ingest new dumps and re-read the subscribers file,
@@ -35,6 +35,7 @@ from newsletter.ingest import WATCH_SETTLE_SECONDS
 from newsletter.day import DayReport
 from newsletter.errors import NewsletterError
 from newsletter.models import OutcomeStatus
+from newsletter import dispatch
 from newsletter.runtime import Runtime
 from newsletter.logs import fields
 from newsletter.settings import Settings, parse_send_at
@@ -164,7 +165,7 @@ class Service:
         try:
             self.runtime.ingest(settle_seconds=WATCH_SETTLE_SECONDS)
             chosen = send_groups(self._subscribers()).get(group, [])
-            report = self.runtime.run_day(chosen, by_hand=False)
+            report = dispatch.run_day(self.runtime, chosen, by_hand=False)
         except NewsletterError as exc:
             log.error("%s: %s", job_id(group), exc)
             return
@@ -183,7 +184,7 @@ class Service:
             if not chosen:
                 return
             log.info("retry round", extra=fields(due=len(due)))
-            report = self.runtime.run_day(chosen, by_hand=False)
+            report = dispatch.run_day(self.runtime, chosen, by_hand=False)
         except NewsletterError as exc:
             log.error("retry round: %s", exc)
             return

@@ -1,6 +1,6 @@
 """Celery workers share the day: the shard task, the worker process and the side that waits.
 
-With NEWSLETTER_BROKER_URL set (Redis or RabbitMQ), `Runtime.run_day` (so `newsletter send`,
+With NEWSLETTER_BROKER_URL set (Redis or RabbitMQ), `dispatch.run_day` (so `newsletter send`,
 the scheduler's send slots and its retry rounds) splits the subscribers into shards of
 NEWSLETTER_SHARD_SIZE, enqueues one `send_shard` task per shard and waits for them
 (`run_shards`). A `newsletter worker` process (`run_worker`) takes shards one at a time and runs
