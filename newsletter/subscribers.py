@@ -9,7 +9,8 @@ Only a file that cannot be read as a whole raises `SubscribersError`.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -187,15 +188,20 @@ class _MoreThanOneDocument(Exception):
     """A second `---` document after the first (a subscribers file is one document)."""
 
 
+Entry = Callable[[Any, "_Located"], None]
+
+
 @dataclass
 class _Document:
-    """What the file holds: its top-level keys other than `subscribers`, and the entries with
-    their lines. `mapping`: the document is a mapping; `listed`: `subscribers` is a list."""
+    """What the file holds besides the entries (each entry goes to the caller as it is read):
+    its top-level keys other than `subscribers`, in order; `mapping`: the document is a
+    mapping; `listed`: `subscribers` is a list; `keys_after`: top-level keys that came after
+    the `subscribers` list."""
 
     mapping: bool = False
     listed: bool = False
-    top: dict[str, Any] | None = None
-    entries: list[tuple[Any, _Located]] | None = None
+    top: dict[str, Any] = field(default_factory=dict)
+    keys_after: list[str] = field(default_factory=list)
 
 
 def _located(node: yaml.Node) -> _Located:
@@ -205,18 +211,20 @@ def _located(node: yaml.Node) -> _Located:
     return _Located(None, node.start_mark.line + 1, key_lines)
 
 
-def _read_document(text: str) -> _Document:
-    """Stream the document: one entry's nodes at a time, each entry constructed at once."""
+def _read_document(text: str, entry: Entry, before_entries: Callable[[dict[str, Any]], None]) -> _Document:
+    """Stream the document: one entry's nodes at a time, each entry constructed and handed to
+    `entry` at once, so no more than one entry is in memory. `before_entries` gets the
+    top-level keys read so far when the `subscribers` list starts."""
     loader = _StreamLoader(text)
-    document = _Document(top={}, entries=[])
+    document = _Document()
     try:
         loader.get_event()  # StreamStart
         if loader.check_event(yaml.StreamEndEvent):
-            return _Document()
+            return document
         loader.get_event()  # DocumentStart
         if not loader.check_event(yaml.MappingStartEvent):
             loader.compose_node(None, None)  # read it, to report a syntax error if there is one
-            return _Document()
+            return document
         document.mapping = True
         loader.get_event()
         while not loader.check_event(yaml.MappingEndEvent):
@@ -224,15 +232,18 @@ def _read_document(text: str) -> _Document:
             key = loader.value(key_node)
             if key == "subscribers" and loader.check_event(yaml.SequenceStartEvent):
                 document.listed = True
+                before_entries(document.top)
                 start = loader.get_event()
                 sequence = yaml.SequenceNode("tag:yaml.org,2002:seq", [], start.start_mark, None)
                 index = 0
                 while not loader.check_event(yaml.SequenceEndEvent):
                     node = loader.compose_node(sequence, index)
-                    document.entries.append((loader.value(node), _located(node)))
+                    entry(loader.value(node), _located(node))
                     index += 1
                 loader.get_event()
             else:
+                if document.listed:
+                    document.keys_after.append(key)
                 document.top[key] = loader.value(loader.compose_node(None, None))
         loader.get_event()  # MappingEnd
         if not loader.check_event(yaml.StreamEndEvent):
@@ -265,9 +276,23 @@ def _first_error(exc: ValidationError) -> tuple[str | None, str]:
 def parse_subscribers(
     text: str, *, path: str, max_papers: int, send_at: str, timezone: str
 ) -> SubscriberList:
-    """Validate a subscribers document. Defaults: the file's `defaults:`, then the settings."""
+    """Validate a subscribers document. Defaults: the file's `defaults:`, then the settings.
+
+    Entries are validated as they are read (a file of 100,000 entries never has them all in
+    memory as raw YAML). A `defaults:` written after the list is applied by reading the file
+    a second time."""
+    settings_defaults = {"max_papers": max_papers, "send_at": send_at, "timezone": timezone}
+    reader = _EntryReader(path, settings_defaults)
+    document = _read(text, path, reader)
+    if document.mapping and document.listed and "defaults" in document.keys_after:
+        reader = _EntryReader(path, settings_defaults, document.top.get("defaults"))
+        _read(text, path, reader)
+    return SubscriberList(tuple(reader.valid), tuple(reader.problems))
+
+
+def _read(text: str, path: str, reader: _EntryReader) -> _Document:
     try:
-        document = _read_document(text)
+        document = _read_document(text, reader.entry, reader.start)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
@@ -275,63 +300,72 @@ def parse_subscribers(
         raise SubscribersError(f"not valid YAML: {problem}", path=path, line=line) from None
     except _MoreThanOneDocument:
         raise SubscribersError("expected one YAML document, found more", path=path) from None
-    data = document.top or {}
     if not document.mapping or not document.listed:
         raise SubscribersError(
             "expected a mapping with a 'subscribers:' list (see subscribers.example.yaml)",
             path=path,
             line=1,
         )
-    unknown = set(data) - {"defaults"}
+    unknown = set(document.top) - {"defaults"}
     if unknown:
         raise SubscribersError(
             f"unknown top-level key(s) {', '.join(sorted(map(str, unknown)))}; "
             "only 'defaults' and 'subscribers' are allowed",
             path=path,
         )
-    file_defaults = data.get("defaults") or {}
-    if not isinstance(file_defaults, dict) or set(file_defaults) - set(DEFAULTABLE_FIELDS):
-        raise SubscribersError(
-            f"'defaults' may only set {', '.join(DEFAULTABLE_FIELDS)}", path=path
-        )
-    base = {"max_papers": max_papers, "send_at": send_at, "timezone": timezone}
-    base.update(file_defaults)
+    _check_defaults(document.top.get("defaults") or {}, path)
+    return document
 
-    entries = document.entries or []
-    document.entries = None
-    valid: list[Subscriber] = []
-    problems: list[SubscriberProblem] = []
-    first_line_of: dict[str, int] = {}
-    for index in range(1, len(entries) + 1):
-        raw, where = entries[index - 1]
-        entries[index - 1] = None  # type: ignore[call-overload]  # freed as we go: memory stays flat
+
+def _check_defaults(file_defaults: object, path: str) -> dict[str, Any]:
+    if not isinstance(file_defaults, dict) or set(file_defaults) - set(DEFAULTABLE_FIELDS):
+        raise SubscribersError(f"'defaults' may only set {', '.join(DEFAULTABLE_FIELDS)}", path=path)
+    return file_defaults
+
+
+class _EntryReader:
+    """Validates the entries one by one as the document is read."""
+
+    def __init__(self, path: str, settings_defaults: dict[str, Any], file_defaults: object = None) -> None:
+        self.path = path
+        self.settings_defaults = settings_defaults
+        self.file_defaults = file_defaults
+        self.base = dict(settings_defaults)
+        self.valid: list[Subscriber] = []
+        self.problems: list[SubscriberProblem] = []
+        self.first_line_of: dict[str, int] = {}
+        self.index = 0
+
+    def start(self, top: dict[str, Any]) -> None:
+        """The list starts: the defaults are those written above it (or given)."""
+        defaults = self.file_defaults if self.file_defaults is not None else top.get("defaults")
+        self.base = {**self.settings_defaults, **_check_defaults(defaults or {}, self.path)}
+
+    def entry(self, raw: Any, where: _Located) -> None:
+        self.index += 1
         label = str(raw.get("email", "no email")) if isinstance(raw, dict) else "?"
 
-        def problem(
-            message: str, field: str | None = None, *, where: _Located = where,
-            index: int = index, label: str = label,
-        ) -> SubscriberProblem:
+        def problem(message: str, field: str | None = None) -> SubscriberProblem:
             line = where.key_lines.get(field or "", where.line)
-            return SubscriberProblem(path, line, index, label, message)
+            return SubscriberProblem(self.path, line, self.index, label, message)
 
         if not isinstance(raw, dict):
-            problems.append(problem("each entry must be a mapping with at least email and keywords"))
-            continue
+            self.problems.append(problem("each entry must be a mapping with at least email and keywords"))
+            return
         try:
-            subscriber = Subscriber(**{**base, **raw})
+            subscriber = Subscriber(**{**self.base, **raw})
         except ValidationError as exc:
             field, message = _first_error(exc)
-            problems.append(problem(message, field))
-            continue
+            self.problems.append(problem(message, field))
+            return
         key = subscriber.email.casefold()
-        if key in first_line_of:
-            problems.append(
-                problem(f"duplicate address, already listed at line {first_line_of[key]}", "email")
+        if key in self.first_line_of:
+            self.problems.append(
+                problem(f"duplicate address, already listed at line {self.first_line_of[key]}", "email")
             )
-            continue
-        first_line_of[key] = where.line
-        valid.append(subscriber)
-    return SubscriberList(tuple(valid), tuple(problems))
+            return
+        self.first_line_of[key] = where.line
+        self.valid.append(subscriber)
 
 
 def load_subscribers(

@@ -129,3 +129,25 @@ def test_authors_and_trending_are_entry_fields_and_trending_alone_is_enough() ->
         "(or the entry must follow authors or ask for trending papers)",
         "subscribers.yaml:15: entry 5 (eve@example.org): trending: Input should be less than or equal to 50",
     ]
+
+
+@pytest.mark.parametrize("defaults_first", [True, False])
+def test_file_defaults_apply_wherever_they_are_written(defaults_first: bool) -> None:
+    defaults = "defaults:\n  max_papers: 2\n  send_at: \"06:15\"\n"
+    entries = (
+        "subscribers:\n"
+        "  - email: ada@example.org\n    keywords: [Lean]\n"
+        "  - email: bob@example.org\n    keywords: [RL]\n    max_papers: 7\n"
+        "  - email: bad\n    keywords: [RL]\n"
+    )
+    loaded = _parse(defaults + entries if defaults_first else entries + defaults)
+    assert [(s.email, s.max_papers, s.send_at) for s in loaded.subscribers] == [
+        ("ada@example.org", 2, "06:15"), ("bob@example.org", 7, "06:15"),
+    ]
+    [problem] = loaded.problems  # reported once, even when the file is read twice
+    assert problem.entry == 3 and "email" in problem.message
+
+
+def test_bad_defaults_after_the_list_are_one_clear_error() -> None:
+    with pytest.raises(SubscribersError, match="'defaults' may only set"):
+        _parse("subscribers:\n  - email: ada@example.org\n    keywords: [Lean]\ndefaults:\n  colour: red\n")
