@@ -117,20 +117,6 @@ def written_forms(found: Iterable[tuple[str, str]], tokenize: Tokenizer) -> dict
     return forms
 
 
-def written_long_forms(found: Iterable[tuple[str, str]], tokenize: Tokenizer) -> dict[tuple[Terms, Terms], str]:
-    """How the texts write each long form they define, keyed by (acronym, long form) as
-    terms: the most frequent writing ("Direct Preference Optimization"), the first seen on a
-    tie."""
-    counts = Counter(
-        ((tuple(tokenize(acronym)), tuple(tokenize(long_form))), " ".join(long_form.split()))
-        for acronym, long_form in found
-    )
-    forms: dict[tuple[Terms, Terms], str] = {}
-    for (key, written), _ in counts.most_common():
-        forms.setdefault(key, written)
-    return forms
-
-
 def merge(per_text: Iterable[Mapping[Terms, frozenset[Terms]]]) -> dict[Terms, frozenset[Terms]]:
     """One dictionary of every definition of several texts."""
     merged: dict[Terms, set[Terms]] = {}

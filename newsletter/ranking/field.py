@@ -3,9 +3,7 @@
 A field is indexed as its tokens plus every adjacent pair of tokens as one extra term ("test
 time"), so a phrase is a term with its own document frequency, scored by bm25s like any word.
 A keyword of three or more words is in phrase only where its words are one run, in order: the
-pairs find the candidates, the papers' token lists confirm them. A keyword's words apart count
-as the keyword only inside one sentence of the field ("efficiency" in one sentence and
-"transformers" in another are not "efficient transformers").
+pairs find the candidates, the papers' token lists confirm them.
 Per-term score vectors are cached: a keyword shared by many subscribers is scored once.
 """
 
@@ -21,7 +19,6 @@ from newsletter import acronyms
 from newsletter.ranking.text import Terms, pairs
 
 SCATTERED_WEIGHT = 0.3  # all words of a multi-word keyword present, but not adjacent
-SCATTERED_IN_ONE_SENTENCE = 1  # 1: words apart count as the keyword only within one sentence
 BM25_METHOD = "lucene"
 BM25_K1 = 1.2  # Lucene's defaults
 BM25_B = 0.75
@@ -34,17 +31,9 @@ logging.getLogger("bm25s").setLevel(logging.WARNING)
 class Field:
     """One BM25 index over one field of every paper, with per-term score vectors cached."""
 
-    def __init__(
-        self,
-        documents: list[list[str]],
-        tokens: Sequence[Sequence[str]] | None = None,
-        sentences: Sequence[Sequence[frozenset[str]]] | None = None,
-    ) -> None:
+    def __init__(self, documents: list[list[str]], tokens: Sequence[Sequence[str]] | None = None) -> None:
         self._size = len(documents)
         self._tokens = tokens  # each paper's tokens in order, to check phrases of 3+ words
-        # Each paper's sentences as sets of tokens, to check words apart (None: the whole field
-        # is one sentence, as a title is).
-        self._sentences = sentences
         self._bm25: bm25s.BM25 | None = None
         self._cache: dict[str, np.ndarray] = {}
         # bm25s cannot index a corpus without a single token (an all-empty field).
@@ -54,15 +43,7 @@ class Field:
 
     @classmethod
     def from_tokens(cls, token_lists: Sequence[list[str]]) -> Field:
-        """A field of one sentence per paper (a title)."""
         return cls([tokens + pairs(tokens) for tokens in token_lists], token_lists)
-
-    @classmethod
-    def from_sentences(cls, sentence_lists: Sequence[Sequence[list[str]]]) -> Field:
-        """A field of several sentences per paper (an abstract), each given as its tokens."""
-        token_lists = [[token for sentence in sentences for token in sentence] for sentences in sentence_lists]
-        sets = [[frozenset(sentence) for sentence in sentences] for sentences in sentence_lists]
-        return cls([tokens + pairs(tokens) for tokens in token_lists], token_lists, sets)
 
     def __contains__(self, term: str) -> bool:
         return self._bm25 is not None and term in self._bm25.vocab_dict
@@ -94,25 +75,12 @@ class Field:
         in_phrase = present & np.logical_and.reduce([p > 0 for p in pair_scores])
         if len(terms) > 2:
             in_phrase = self._adjacent(terms, in_phrase)
-        if SCATTERED_IN_ONE_SENTENCE:
-            present = in_phrase | self._in_one_sentence(unique, present & ~in_phrase)
         score = np.where(
             in_phrase,
             word_sum + np.sum(pair_scores, axis=0),
             np.where(present, SCATTERED_WEIGHT * word_sum, 0.0),
         )
         return score, present, in_phrase, content_sum
-
-    def _in_one_sentence(self, terms: Sequence[str], candidates: np.ndarray) -> np.ndarray:
-        """Of the papers holding every term of a keyword, those where one sentence holds them
-        all: a keyword's words spread over a long abstract rarely mean the keyword."""
-        if self._sentences is None or not candidates.any():
-            return candidates
-        wanted = frozenset(terms)
-        together = candidates.copy()
-        for at in np.flatnonzero(candidates):
-            together[at] = any(wanted <= sentence for sentence in self._sentences[at])
-        return together
 
     def _adjacent(self, terms: Terms, candidates: np.ndarray) -> np.ndarray:
         """Of the papers holding every adjacent pair of `terms`, those where all the terms

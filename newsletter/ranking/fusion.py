@@ -7,20 +7,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from newsletter.ranking.index import SIMILAR, WHOLE
+from newsletter.ranking.index import SIMILAR
 
 SEMANTIC_WEIGHT = 1.0  # weight of the semantic score (0..1) beside the lexical one (0..1)
 SEMANTIC_PICK = 0.5  # a paper with no keyword whole in it needs this semantic score to be picked
 SEMANTIC_ONLY_FLOOR = 0.7  # a paper with no keyword word at all needs this to be ranked ...
 ANCHOR_FRACTION = 1.0  # ... and to be as close in meaning as the profile's best lexical match
-# How far the profile's meaning is trusted: by how well its similarity ranks the papers holding
-# a keyword whole above the others (the AUC); full trust from TRUST_FULL, none at TRUST_NONE
-# (chance). A profile the model does not understand ("getting LLMs to follow complex
-# instructions exactly" reads as "LLMs") ranks the papers that say it in words no better than
-# chance: its semantic score is weighed down. Set so that no profile of bench/eval's tune
-# split loses any trust (their lowest AUC is 0.74).
-TRUST_NONE = 0.5
-TRUST_FULL = 0.75
 HYBRID_FLOOR_FRACTION = 0.3  # picks score at least this fraction of the profile's best paper
 SCORE_DECIMALS = 4  # scores equal to this precision are ties (then upvotes, then title)
 TINY = np.finfo(np.float32).tiny
@@ -62,7 +54,6 @@ def fuse(
     median = _row_medians(similarity)
     spread = np.maximum(similarity.max(axis=1, keepdims=True) - median, TINY)
     semantic = np.clip((similarity - median) / spread, 0, 1)
-    weight = SEMANTIC_WEIGHT * _trust(similarity, allowed, (fields & WHOLE).any(axis=1))
 
     lexical_best = np.where(keep, lexical, 0).max(axis=1, keepdims=True)
     # The paper that best matches the words anchors what "close in meaning" is for this
@@ -74,7 +65,7 @@ def fuse(
         & (similarity >= ANCHOR_FRACTION * anchor_similarity)
     )
     kept = keep | meaning_only
-    hybrid = np.where(keep, lexical / np.maximum(lexical_best, TINY), 0) + weight * semantic
+    hybrid = np.where(keep, lexical / np.maximum(lexical_best, TINY), 0) + SEMANTIC_WEIGHT * semantic
     hybrid = np.round(np.where(kept, hybrid, 0), SCORE_DECIMALS)
     by_meaning = kept & ~whole & (semantic >= SEMANTIC_PICK)
     rows, papers = np.nonzero(by_meaning)
@@ -83,24 +74,6 @@ def fuse(
         nearest = np.where(valid[rows], per_keyword, -np.inf).argmax(axis=1)
         fields[rows, nearest, papers] |= SIMILAR
     return hybrid, kept, whole | by_meaning
-
-
-def _trust(similarity: np.ndarray, allowed: np.ndarray, holding: np.ndarray) -> np.ndarray:
-    """(profile, 1): 0..1, how well each profile's similarity ranks the papers `holding` a
-    keyword whole above the other allowed papers (the AUC, by ranks), mapped from TRUST_NONE
-    (0) to TRUST_FULL (1); 1 where either group is empty (nothing to judge by)."""
-    if TRUST_FULL <= TRUST_NONE:
-        return np.ones((similarity.shape[0], 1))
-    ranks = np.argsort(np.argsort(np.where(allowed, similarity, -np.inf), axis=1), axis=1).astype(np.float64)
-    positive = holding & allowed
-    negative = ~holding & allowed
-    count, others = positive.sum(axis=1), negative.sum(axis=1)
-    # Rank sum of the positives among positives and negatives (the papers not allowed rank
-    # first, below everything: take them away).
-    excluded = (~allowed).sum(axis=1)
-    above = np.where(positive, ranks - excluded[:, None], 0).sum(axis=1) - count * (count - 1) / 2
-    auc = np.where((count > 0) & (others > 0), above / np.maximum(count * others, 1), 1.0)
-    return np.clip((auc - TRUST_NONE) / (TRUST_FULL - TRUST_NONE), 0, 1)[:, None]
 
 
 def _row_medians(values: np.ndarray) -> np.ndarray:

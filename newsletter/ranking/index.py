@@ -18,11 +18,10 @@ from newsletter import acronyms
 from newsletter.duplicates import duplicate_groups
 from newsletter.models import Paper
 from newsletter.ranking.field import Field
-from newsletter.ranking.text import TOKEN, Terms, fold, hyphenated_words, keyword_terms, sentences, tokenize
+from newsletter.ranking.text import TOKEN, Terms, fold, hyphenated_words, keyword_terms, tokenize
 
 TITLE_WEIGHT = 2.5  # a title term counts this many times an abstract term
 EMBEDDED_ACRONYM_LETTERS = 3  # a keyword is also embedded abbreviated by an acronym this long
-EMBEDDED_EXPANSIONS = 1  # 1: a keyword's acronym is also embedded written out (`embedded_texts`)
 WHOLE = 3  # field codes 1 (title), 2 (abstract) and 3 (both): the keyword occurs whole
 SIMILAR = 4  # field code of a keyword a paper matched only in meaning (hybrid ranking)
 SOME_WORDS = 8  # field code of a keyword only some of whose words occur
@@ -63,16 +62,14 @@ class PaperIndex:
         )
         self.listing: tuple[Paper, ...] = tuple(papers)  # as given: the order of the listing
         titles = [tokenize(paper.title) for paper in self.papers]
-        abstract_sentences = [[tokenize(sentence) for sentence in sentences(paper.abstract)] for paper in self.papers]
-        abstracts = [[token for sentence in found for token in sentence] for found in abstract_sentences]
+        abstracts = [tokenize(paper.abstract) for paper in self.papers]
         self._title = Field.from_tokens(titles)
-        self._abstract = Field.from_sentences(abstract_sentences)
+        self._abstract = Field.from_tokens(abstracts)
         texts = [f"{paper.title}. {paper.abstract}" for paper in self.papers]
         found = [acronyms.find_definitions(text) for text in texts]
         self._defined = [acronyms.definitions(pairs, tokenize) for pairs in found]
         self.acronyms = acronyms.merge(self._defined)
         self._written = acronyms.written_forms(chain.from_iterable(found), tokenize)
-        self._written_out = acronyms.written_long_forms(chain.from_iterable(found), tokenize)
         self._hyphenated = hyphenated_words(texts)
         groups = np.array(duplicate_groups(abstracts), dtype=np.intp)
         # Each group of near-duplicates with more than one member, as an array of positions.
@@ -157,30 +154,23 @@ class PaperIndex:
         return np.stack([self._cosines[keyword] for keyword in keywords])
 
     def embedded_texts(self, keyword: str) -> tuple[str, ...]:
-        """The texts a keyword is embedded from: as written; where the papers abbreviate it
-        ("mixture of experts" as MoE), abbreviated as they write it; and where it holds an
-        acronym the papers define with one meaning ("DPO"), also written out as they write it
-        ("Direct Preference Optimization"). The keyword's vector is the mean of its texts.
-        The model places some acronyms of the field well ("CoT") and others hardly at all
-        ("DPO", "RLHF", "VLM": their cosines say little), and some written-out phrases badly
-        ("mixture of experts" reads as ordinary words): both forms together hedge. Acronyms
-        shorter than EMBEDDED_ACRONYM_LETTERS are not added: to the model "RL" or "SD" could
-        mean anything."""
+        """The texts a keyword is embedded from: as written and, where the papers abbreviate
+        it ("mixture of experts" as MoE), abbreviated as they write it. The model places the
+        acronyms of the field well and some written-out phrases badly ("mixture of experts"
+        reads as ordinary words). Acronyms shorter than EMBEDDED_ACRONYM_LETTERS are left out:
+        to the model "RL" or "SD" could mean anything. Acronyms are not written out: that
+        measured worse (bench/relevance.py), the model knows "CoT" better than its expansion."""
         words = TOKEN.findall(fold(keyword))  # one per term of the keyword
         terms = keyword_terms(keyword)
         texts = [keyword]
         for spelled, introduced in self.spellings(keyword)[1:]:
+            if introduced is None or len(introduced[0]) < EMBEDDED_ACRONYM_LETTERS:
+                continue
+            written = self._written.get(introduced)
+            if written is None:
+                continue
             before = _common_prefix(terms, spelled)
             after = _common_prefix(terms[before:][::-1], spelled[before:][::-1])
-            if introduced is None:  # an acronym written out, or a closed or hyphenated word
-                short, long = terms[before : len(terms) - after], spelled[before : len(spelled) - after]
-                written = self._written_out.get((short, long)) if EMBEDDED_EXPANSIONS else None
-                if written is None or len(self.acronyms.get(short, ())) != 1:
-                    continue
-            else:
-                written = self._written.get(introduced)
-                if written is None or len(introduced[0]) < EMBEDDED_ACRONYM_LETTERS:
-                    continue
             texts.append(" ".join([*words[:before], written, *words[len(words) - after :]]))
         return tuple(dict.fromkeys(texts))
 

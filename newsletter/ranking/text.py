@@ -20,9 +20,6 @@ TOKEN = re.compile(r"[^\W\d_]+|\d+")
 # Snowball keeps the "s" of a plural without a vowel ("llms"): fold acronym plurals ourselves.
 _ACRONYM_PLURAL = re.compile(r"[b-df-hj-np-tv-xz]{2,}s")
 _HYPHENATED = re.compile(r"(?<![^\W\d_])([^\W\d_]+)-([^\W\d_]+)(?![^\W\d_])")
-# A sentence ends at ".", "!", "?" or ";" before white space ("e.g. a" splits too: harmless,
-# the words apart of a keyword then need one side of it).
-_SENTENCE_END = re.compile(r"(?<=[.!?;])\s+")
 PAIR_SEPARATOR = " "  # never inside a token, so "a b" cannot collide with a word
 _STEMMER = Stemmer.Stemmer(STEMMER_LANGUAGE)
 
@@ -50,11 +47,6 @@ def tokenize(text: str) -> list[str]:
 def keyword_terms(keyword: str) -> Terms:
     """A keyword as the index sees it: its stemmed tokens (empty for punctuation only)."""
     return tuple(tokenize(keyword))
-
-
-def sentences(text: str) -> list[str]:
-    """`text` cut into sentences; their tokens, joined, are the tokens of `text`."""
-    return _SENTENCE_END.split(text)
 
 
 def pairs(tokens: Sequence[str]) -> list[str]:
