@@ -5,7 +5,10 @@ The pieces mark where a subscriber's keywords occur, by the ranker's notion of a
 highlighted is what was scored: "Lean" lights up "Lean" in "Lean4" but not "clean", and
 "theorem proving" lights up "Theorem-proving" and "theorem proves" alike.
 
-- A one-word keyword marks every word whose stem is the keyword's stem.
+- A one-word keyword marks every word whose stem is the keyword's stem; a word the keyword
+  writes as an acronym ("CLIP") marks only that word written as an acronym ("CLIP", "CLIPs"),
+  not another word of its stem ("clipping", "clip"), in a text that writes it as an acronym
+  somewhere, as the ranker matches it.
 - A several-word keyword marks each run of words that spells it in order ("test-time" and
   "test time" alike, with the separator between them), and only such runs: its words apart
   are never marked on their own (no lone "time" for "test-time compute").
@@ -28,7 +31,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 # The ranker's own folding and token pattern: what is highlighted is what was scored.
-from newsletter.ranking.text import TOKEN as _TOKEN, Terms, fold as _fold, keyword_terms, tokenize
+from newsletter.ranking.text import TOKEN as _TOKEN, Terms, acronym_words, fold as _fold, keyword_terms, tokenize
 
 Segment = tuple[str, bool]
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z(\[\"'])")
@@ -90,6 +93,11 @@ def _keyword_spans(text: str, terms: Terms) -> tuple[tuple[int, int], ...]:
     return tuple(_phrase_spans(_tokens(text), terms))
 
 
+@lru_cache(maxsize=65536)
+def _acronyms(text: str) -> frozenset[str]:
+    return acronym_words(text)
+
+
 @lru_cache(maxsize=8192)
 def _terms(keyword: str) -> Terms:
     return tuple(keyword_terms(keyword))
@@ -99,15 +107,20 @@ def match_spans(
     text: str, keywords: Iterable[str], spellings: Mapping[str, Sequence[Terms]] | None = None
 ) -> list[tuple[int, int]]:
     """The (start, end) spans of `text` where any keyword occurs whole, sorted and merged."""
-    wanted: dict[Terms, None] = {}
+    # Each spelling with the words it must write as acronyms (the keyword as written only, and
+    # only words this text writes as acronyms somewhere: "TEST-TIME" still marks "Test-Time").
+    wanted: dict[tuple[Terms, frozenset[str]], None] = {}
     for keyword in keywords:
-        wanted[_terms(keyword)] = None
+        wanted[(_terms(keyword), _acronyms(keyword) & _acronyms(text))] = None
         for terms in (spellings or {}).get(keyword, ()):
-            wanted[tuple(terms)] = None
+            wanted[(tuple(terms), frozenset())] = None
     spans: list[tuple[int, int]] = []
-    for terms in wanted:
+    for terms, written in wanted:
         if terms:
-            spans.extend(_keyword_spans(text, terms))
+            spans.extend(
+                (start, end) for start, end in _keyword_spans(text, terms)
+                if not written or written <= _acronyms(text[start:end])
+            )
     merged: list[tuple[int, int]] = []
     for start, end in sorted(spans):
         # Touching spans, or spans with only spaces between, make one highlight.

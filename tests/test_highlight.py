@@ -29,6 +29,9 @@ def marked(text: str, keywords: list[str]) -> list[str]:
         ("Café and CAFE", ["cafe"], ["Café", "CAFE"]),
         ("Cafe\u0301 au lait", ["café"], ["Cafe\u0301"]),  # the accent stays with its letter
         ("RL in the world", ["RL"], ["RL"]),
+        ("CLIP, CLIPs and gradient clipping", ["CLIP"], ["CLIP", "CLIPs"]),  # acronym as written
+        ("CLIP, CLIPs and gradient clipping", ["clip"], ["CLIP", "CLIPs", "clipping"]),  # a plain word
+        ("Test-Time scaling", ["TEST-TIME"], ["Test-Time"]),  # typed in capitals, no acronym here
         ("Lean Lean, reasoning", ["Lean", "reasoning"], ["Lean Lean", "reasoning"]),
         ("nothing here", ["Lean", "!!!"], []),
     ],

@@ -68,6 +68,24 @@ def test_keyword_never_matches_inside_a_longer_word() -> None:
     assert titles(run(papers, "RL")) == ["RL fine-tuning of agents"]
 
 
+def test_a_keyword_written_as_an_acronym_matches_only_that_word() -> None:
+    papers = [
+        paper("Gradient clipping for stable RL", "We clip gradients and report clipped updates."),
+        paper("Probing CLIP's image encoder", "CLIP embeddings of images and captions."),
+        paper("Fine-tuning CLIPs for retrieval", "Several CLIP models, fine-tuned."),
+    ]
+    # "CLIP" and "clipping" share the stem "clip": only the papers that write CLIP match it.
+    assert set(titles(run(papers, "CLIP"))) == {"Probing CLIP's image encoder", "Fine-tuning CLIPs for retrieval"}
+    # Written in lower case, the keyword is a word like any other and keeps its stem; so is a
+    # keyword typed in capitals whose words no paper writes as acronyms.
+    assert len(run(papers, "clip")) == 3
+    assert titles(run(papers, "GRADIENTS")) == ["Gradient clipping for stable RL"]
+    # Beside the acronym, the keyword's other words still count as "some words".
+    (clipping,) = [item for item in run(papers, "CLIP gradients") if item.paper.title.startswith("Gradient")]
+    assert clipping.matched == (KeywordMatch("CLIP gradients", ("some words",)),)
+    assert not clipping.picked
+
+
 def test_case_folding_and_stemming() -> None:
     papers = [paper("PROOF search with language models", "A proof, found automatically.")]
     ranked = run(papers, "proofs")

@@ -15,6 +15,12 @@ Rules
   "RL" is not in "world"). Tokens are stemmed by the Snowball English stemmer ("proofs" ==
   "proof"), and acronym plurals it leaves alone are folded too ("LLMs" == "LLM"). No stopword
   list: BM25's idf already makes common words cheap.
+- A keyword word written as an acronym (two capitals or more: "CLIP", "MoE", "LLMs") that the
+  batch's papers also write as an acronym matches only papers that write it so (a plural "s"
+  aside), not another word of its stem: "CLIP" is not in "gradient clipping", nor in "we clip
+  gradients". A keyword typed in capitals ("TEST-TIME") whose words no paper writes so is
+  matched as usual, and the keyword's other spellings (an acronym written out, where a paper
+  defines it) are not affected.
 - Index: one `bm25s.BM25` (Lucene variant) per field, title and abstract. A field is indexed as
   its tokens plus every adjacent pair of tokens as one extra term ("test time"), so a phrase is a
   term with its own document frequency, scored by the library like any word.

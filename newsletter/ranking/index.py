@@ -18,7 +18,7 @@ from newsletter import acronyms
 from newsletter.duplicates import duplicate_groups
 from newsletter.models import Paper
 from newsletter.ranking.field import Field
-from newsletter.ranking.text import TOKEN, Terms, fold, hyphenated_words, keyword_terms, tokenize
+from newsletter.ranking.text import TOKEN, Terms, acronym_words, fold, hyphenated_words, keyword_terms, tokenize
 
 TITLE_WEIGHT = 2.5  # a title term counts this many times an abstract term
 EMBEDDED_ACRONYM_LETTERS = 3  # a keyword is also embedded abbreviated by an acronym this long
@@ -82,7 +82,9 @@ class PaperIndex:
         self._by_author: dict[str, np.ndarray] = {}
         self._spellings: dict[str, tuple[Spellings, frozenset[Terms]]] = {}
         self._terms: dict[Terms, KeywordVectors] = {}
-        self._keywords: dict[Spellings, KeywordVectors] = {}
+        self._keywords: dict[tuple[Spellings, frozenset[str]], KeywordVectors] = {}
+        self._written_words: list[frozenset[str]] | None = None  # acronyms per paper, on first need
+        self._writing: dict[frozenset[str], np.ndarray] = {}
         self._excluded: dict[Spellings, np.ndarray] = {}
         self.semantic = semantic
         self._paper_matrix: np.ndarray | None = None
@@ -238,13 +240,19 @@ class PaperIndex:
             dtype=bool,
         )
 
-    def keyword_vectors(self, spellings: Spellings) -> KeywordVectors:
+    def keyword_vectors(self, spellings: Spellings, acronyms_written: frozenset[str] = frozenset()) -> KeywordVectors:
         """Score and matched fields of one keyword in every paper (cached per keyword): the
-        best of its spellings, field by field; its words one by one as written."""
-        vectors = self._keywords.get(spellings)
+        best of its spellings, field by field; its words one by one as written.
+
+        `acronyms_written` (`text.acronym_words` of the keyword): words the keyword writes as
+        acronyms; those the batch's papers also write as acronyms are matched, as written, only
+        where a paper writes them so ("CLIP" in "CLIP's encoder", not in "gradient clipping",
+        though both stem to "clip"). Its other spellings (the acronym written out) are not
+        affected."""
+        vectors = self._keywords.get((spellings, acronyms_written))
         if vectors is None:
             parts = []
-            for terms, introduced in spellings:
+            for at, (terms, introduced) in enumerate(spellings):
                 part = self._term_vectors(terms)
                 if introduced is not None:
                     mute = self._defines_otherwise(introduced, spellings[0][0])
@@ -254,6 +262,21 @@ class PaperIndex:
                             part.words,
                             np.where(mute, 0, part.fields).astype(np.uint8),
                         )
+                elif at == 0 and acronyms_written:
+                    # A word in capitals is an acronym where some paper writes it so ("CLIP");
+                    # a keyword typed in capitals ("TEST-TIME") says nothing by its case.
+                    written = frozenset(w for w in acronyms_written if self.writing(frozenset({w})).any())
+                    mute = ~self.writing(written)
+                    if written and mute.any():
+                        # There the keyword holds only its other words, if any ("some words").
+                        acronym_terms = {term for word in written for term in tokenize(word)}
+                        rest = tuple(term for term in terms if term not in acronym_terms)
+                        rest_words = self._term_vectors(rest).words if rest else np.zeros(len(self), np.float32)
+                        part = KeywordVectors(
+                            np.where(mute, 0, part.score).astype(np.float32),
+                            np.where(mute, rest_words, part.words).astype(np.float32),
+                            np.where(mute, np.where(rest_words > 0, SOME_WORDS, 0), part.fields).astype(np.uint8),
+                        )
                 parts.append(part)
             whole = np.bitwise_or.reduce([part.fields & WHOLE for part in parts], axis=0)
             vectors = KeywordVectors(
@@ -261,8 +284,18 @@ class PaperIndex:
                 words=parts[0].words,
                 fields=np.where(whole > 0, whole, parts[0].fields & (SOME_WORDS | MOST_WORDS)).astype(np.uint8),
             )
-            self._keywords[spellings] = vectors
+            self._keywords[(spellings, acronyms_written)] = vectors
         return vectors
+
+    def writing(self, words: frozenset[str]) -> np.ndarray:
+        """Papers whose title or abstract writes every one of `words` as an acronym
+        (`text.acronym_words`)."""
+        found = self._writing.get(words)
+        if found is None:
+            if self._written_words is None:
+                self._written_words = [acronym_words(f"{p.title} {p.abstract}") for p in self.papers]
+            found = self._writing[words] = np.array([words <= had for had in self._written_words], dtype=bool)
+        return found
 
     def excluded_by(self, spellings: Spellings) -> np.ndarray:
         """Papers where an exclude keyword occurs (in phrase, in any spelling) in the title or

@@ -18,6 +18,7 @@ from newsletter.models import KeywordMatch, Paper, Ranked
 from newsletter.ranking import fusion
 from newsletter.ranking.fusion import SCORE_DECIMALS
 from newsletter.ranking.index import MOST_WORDS, SIMILAR, SOME_WORDS, WHOLE, PaperIndex, Semantic, Spellings, Terms
+from newsletter.ranking.text import acronym_words
 
 SECONDARY_WEIGHT = 0.5  # each keyword beyond a paper's best one counts this much
 WORDS_WEIGHT = 0.5  # each keyword's words, counted one by one wherever they occur
@@ -59,6 +60,12 @@ def _profile_keywords(index: PaperIndex, keywords: Sequence[str]) -> list[tuple[
 
 
 @lru_cache(maxsize=65536)
+def _acronyms_of(keyword: str) -> frozenset[str]:
+    """`acronym_words` of a keyword, once per keyword per process (keywords recur)."""
+    return acronym_words(keyword)
+
+
+@lru_cache(maxsize=65536)
 def _explanation(keywords: tuple[str, ...], pattern: bytes) -> tuple[KeywordMatch, ...]:
     """The `matched` tuple for one pattern of field codes, one byte per keyword (papers with
     the same pattern share one tuple; bytes past the profile's keywords are padding)."""
@@ -84,11 +91,15 @@ def _rank_chunk(
     width = max(width, 1)  # a profile of authors alone still has one (empty) keyword slot
     # Each distinct keyword of the chunk is one row of a matrix; profiles gather their rows
     # (padding with an all-zero last row) into (profile, keyword, paper) arrays.
-    slots: dict[Spellings, int] = {}
+    # A slot is a keyword's spellings and the words it writes as acronyms ("CLIP" and "clip"
+    # share spellings, not a slot: only "clip" matches "clipping").
+    slots: dict[tuple[Spellings, frozenset[str]], int] = {}
     slot_of = np.full((len(profiles), width), -1, dtype=np.intp)
     for row, keywords in enumerate(keyword_lists):
-        slot_of[row, : len(keywords)] = [slots.setdefault(t, len(slots)) for _, t in keywords]
-    vectors = [index.keyword_vectors(terms) for terms in slots]
+        slot_of[row, : len(keywords)] = [
+            slots.setdefault((t, _acronyms_of(keyword)), len(slots)) for keyword, t in keywords
+        ]
+    vectors = [index.keyword_vectors(terms, written) for terms, written in slots]
     zeros = np.zeros(len(index), dtype=np.float32)
     scores = np.stack([v.score for v in vectors] + [zeros])[slot_of]
     words = np.stack([v.words for v in vectors] + [zeros])[slot_of]
@@ -112,7 +123,8 @@ def _rank_chunk(
         texts = [""] * len(slots)
         for keywords in keyword_lists:
             for keyword, spellings in keywords:
-                texts[slots[spellings]] = texts[slots[spellings]] or keyword
+                slot = slots[(spellings, _acronyms_of(keyword))]
+                texts[slot] = texts[slot] or keyword
         cosines = index.cosines(texts)
         pull = _vote_pull(index, profiles) if any(p.liked or p.disliked for p in profiles) else None
         total, keep, eligible = fusion.fuse(total, keep, allowed, eligible, cosines, slot_of, fields, pull)

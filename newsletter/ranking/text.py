@@ -19,6 +19,8 @@ STEMMER_LANGUAGE = "english"
 TOKEN = re.compile(r"[^\W\d_]+|\d+")
 # Snowball keeps the "s" of a plural without a vowel ("llms"): fold acronym plurals ourselves.
 _ACRONYM_PLURAL = re.compile(r"[b-df-hj-np-tv-xz]{2,}s")
+# A word (a run of letters, as TOKEN finds it) with two capitals A-Z or more: an acronym ("MoE").
+_ACRONYM = re.compile(r"(?<![^\W\d_])(?=[^\W\d_]*?[A-Z][^\W\d_]*?[A-Z])[^\W\d_]+")
 _HYPHENATED = re.compile(r"(?<![^\W\d_])([^\W\d_]+)-([^\W\d_]+)(?![^\W\d_])")
 PAIR_SEPARATOR = " "  # never inside a token, so "a b" cannot collide with a word
 _STEMMER = Stemmer.Stemmer(STEMMER_LANGUAGE)
@@ -47,6 +49,17 @@ def tokenize(text: str) -> list[str]:
 def keyword_terms(keyword: str) -> Terms:
     """A keyword as the index sees it: its stemmed tokens (empty for punctuation only)."""
     return tuple(tokenize(keyword))
+
+
+def acronym_words(text: str) -> frozenset[str]:
+    """The words `text` writes as acronyms (two capitals A-Z or more: "CLIP", "MoE", "LLMs"),
+    folded, a plural "s" aside ("LLMs" -> "llm"). A keyword's acronym means that word as a
+    paper writes it, not any word of its stem: "CLIP" is not "clipping", nor the verb "clip"."""
+    found = set()
+    for word in _ACRONYM.findall(text):
+        folded = fold(word)
+        found.add(folded[:-1] if folded.endswith("s") and len(folded) > 2 else folded)
+    return frozenset(found)
 
 
 def pairs(tokens: Sequence[str]) -> list[str]:
