@@ -31,9 +31,8 @@ def compose(
     copy): it still carries the subscriber's own links, so the operator can try them.
     """
     subscriber = plan.subscriber
+    # Feedback links are for the picks: the trending section has none (and each costs an HMAC).
     paper_ids = [pick.paper.paper_id for pick in plan.picks]
-    if plan.trending is not None:
-        paper_ids += [paper.paper_id for paper in plan.trending.papers]
     links = digest_links(sender.links, subscriber.email, plan.day, paper_ids)
     personal_url = links.unsubscribe_url
     rendered = render_digest(

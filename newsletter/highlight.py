@@ -26,9 +26,11 @@ and reused for every subscriber (a day renders the same few hundred abstracts fo
 from __future__ import annotations
 
 import re
+import sys
+from array import array
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 
 # The ranker's own folding and token pattern: what is highlighted is what was scored.
 from newsletter.ranking.text import TOKEN as _TOKEN, Terms, acronym_words, fold as _fold, keyword_terms, tokenize
@@ -38,11 +40,12 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z(\[\"'])")
 ELLIPSIS = "…"
 
 
-@dataclass(frozen=True)
-class _Token:
-    stem: str
-    start: int  # span in the original text
-    end: int
+class _Tokens(NamedTuple):
+    """A text's tokens as the ranker stems them, each with the span of the text it came from."""
+
+    stems: tuple[str, ...]
+    starts: array[int]
+    ends: array[int]
 
 
 @lru_cache(maxsize=4096)
@@ -50,43 +53,81 @@ def _fold_char(char: str) -> str:
     return _fold(char)
 
 
-@lru_cache(maxsize=8192)
-def _tokens(text: str) -> tuple[_Token, ...]:
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
+
+
+@lru_cache(maxsize=4096)
+def _tokens(text: str) -> _Tokens:
     """The ranker's tokens of `text`, each with the span of the original text it came from.
 
     The ranker folds the whole text (NFKC, case, accents) and then finds tokens; folding is
     done here one character at a time so that every folded character knows its origin. The
     result is the same (accents are stripped after decomposition either way), and a test
-    pins `[t.stem for t in _tokens(text)] == tokenize(text)`.
+    pins `list(_tokens(text).stems) == tokenize(text)`. An ASCII character folds to its lower
+    case, so runs of them are folded whole; and an ASCII token is one word for the stemmer,
+    so those are stemmed in one call.
     """
-    folded: list[str] = []
-    origin: list[int] = []
-    for index, char in enumerate(text):
-        piece = _fold_char(char)
-        folded.append(piece)
-        origin.extend([index] * len(piece))
-    folded_text = "".join(folded)
-    tokens: list[_Token] = []
-    for match in _TOKEN.finditer(folded_text):
-        start = origin[match.start()]
-        end = origin[match.end() - 1] + 1
-        while end < len(text) and not folded[end]:  # keep combining accents with their letter
-            end += 1
-        tokens.extend(_Token(stem, start, end) for stem in tokenize(match.group()))
-    return tuple(tokens)
+    origin: list[int] | None = None
+    vanishing: set[int] = set()  # characters that fold to nothing (combining accents)
+    if text.isascii():
+        folded_text = text.lower()
+    else:
+        pieces: list[str] = []
+        origin = []
+        position = 0
+        for found in _NON_ASCII.finditer(text):
+            index = found.start()
+            pieces.append(text[position:index].lower())
+            origin.extend(range(position, index))
+            piece = _fold_char(found.group())
+            pieces.append(piece)
+            origin.extend([index] * len(piece))
+            if not piece:
+                vanishing.add(index)
+            position = index + 1
+        pieces.append(text[position:].lower())
+        origin.extend(range(position, len(text)))
+        folded_text = "".join(pieces)
+    matches = list(_TOKEN.finditer(folded_text))
+    words = [match.group() for match in matches]
+    spans = [match.span() for match in matches]
+    if origin is not None:
+        spans = [_origin_span(origin, vanishing, start, end) for start, end in spans]
+    if " ".join(words).isascii():  # one stem per word
+        stems, starts, ends = tokenize(" ".join(words)), [start for start, _ in spans], [end for _, end in spans]
+    else:
+        stems, starts, ends = [], [], []
+        for word, (start, end) in zip(words, spans):
+            for stem in tokenize(word):
+                stems.append(stem)
+                starts.append(start)
+                ends.append(end)
+    return _Tokens(tuple(map(sys.intern, stems)), array("I", starts), array("I", ends))
 
 
-def _phrase_spans(tokens: Sequence[_Token], terms: tuple[str, ...]) -> list[tuple[int, int]]:
-    size = len(terms)
-    stems = [token.stem for token in tokens]
-    return [
-        (tokens[at].start, tokens[at + size - 1].end)
-        for at in range(len(tokens) - size + 1)
-        if tuple(stems[at : at + size]) == terms
-    ]
+def _origin_span(origin: list[int], vanishing: set[int], start: int, end: int) -> tuple[int, int]:
+    """The span of the original text that folded into [start, end)."""
+    end = origin[end - 1] + 1
+    while end in vanishing:  # keep combining accents with their letter
+        end += 1
+    return origin[start], end
 
 
-@lru_cache(maxsize=65536)
+def _phrase_spans(tokens: _Tokens, terms: Terms) -> list[tuple[int, int]]:
+    """Where the run of stems `terms` occurs in `tokens` (found by C code: tuple.index)."""
+    stems, size = tokens.stems, len(terms)
+    found: list[tuple[int, int]] = []
+    at = -1
+    while True:
+        try:
+            at = stems.index(terms[0], at + 1)
+        except ValueError:
+            return found
+        if size == 1 or stems[at : at + size] == terms:
+            found.append((tokens.starts[at], tokens.ends[at + size - 1]))
+
+
+@lru_cache(maxsize=16384)
 def _keyword_spans(text: str, terms: Terms) -> tuple[tuple[int, int], ...]:
     """Where one spelling of a keyword occurs whole in `text`; once per (text, spelling) per
     process, so a day's abstracts are searched once for each keyword, whoever asks."""
@@ -100,7 +141,7 @@ def _acronyms(text: str) -> frozenset[str]:
 
 @lru_cache(maxsize=8192)
 def _terms(keyword: str) -> Terms:
-    return tuple(keyword_terms(keyword))
+    return tuple(map(sys.intern, keyword_terms(keyword)))
 
 
 def match_spans(

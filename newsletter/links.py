@@ -32,6 +32,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
+from functools import lru_cache
 from urllib.parse import quote
 
 from newsletter.unsubscribe import unsubscribe_url
@@ -100,17 +101,35 @@ def _unb64(text: str) -> bytes:
     return base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
 
 
-def _mac(key: str, purpose: Purpose, address: str, subject: str) -> bytes:
-    message = json.dumps([purpose.value, address, subject], ensure_ascii=False).encode("utf-8")
-    return hmac.new(key.encode("utf-8"), message, hashlib.sha256).digest()[:MAC_BYTES]
+# One string as JSON (the encoder's own fast path for a str): the token's JSON arrays are
+# written from these, as `json.dumps` writes them, without a new encoder per call.
+_json_string = json.JSONEncoder(ensure_ascii=False).encode
+
+
+@lru_cache(maxsize=4)
+def _keyed(key: str) -> hmac.HMAC:
+    """HMAC-SHA256 with `key` and nothing hashed yet: each mac starts from a copy of it."""
+    return hmac.new(key.encode("utf-8"), digestmod=hashlib.sha256)
+
+
+def _mac(key: str, purpose: Purpose, address_json: str, subject_json: str) -> bytes:
+    """The mac over the JSON array [purpose, address, subject] (`json.dumps`' separators)."""
+    mac = _keyed(key).copy()
+    mac.update(f"[{_json_string(purpose.value)}, {address_json}, {subject_json}]".encode("utf-8"))
+    return mac.digest()[:MAC_BYTES]
+
+
+def _token(key: str, purpose: Purpose, address_json: str, subject: str) -> str:
+    subject_json = _json_string(subject)
+    payload = f"[{address_json},{subject_json}]".encode("utf-8")
+    return f"{_b64(payload)}.{_b64(_mac(key, purpose, address_json, subject_json))}"
 
 
 def make_token(key: str, purpose: Purpose, address: str, subject: str = "") -> str:
     """A token for (`purpose`, `address`, `subject`); see the module docstring."""
     if not key:
         raise ValueError("a link token needs a key (NEWSLETTER_SECRET_KEY)")
-    payload = json.dumps([address, subject], ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-    return f"{_b64(payload)}.{_b64(_mac(key, purpose, address, subject))}"
+    return _token(key, purpose, _json_string(address), subject)
 
 
 def read_token(key: str, purpose: Purpose, token: str) -> TokenClaims | None:
@@ -131,7 +150,7 @@ def read_token(key: str, purpose: Purpose, token: str) -> TokenClaims | None:
     address, subject = payload
     if not address or len(address) > MAX_ADDRESS_LENGTH or len(subject) > MAX_SUBJECT_LENGTH:
         return None
-    if not hmac.compare_digest(mac, _mac(key, purpose, address, subject)):
+    if not hmac.compare_digest(mac, _mac(key, purpose, _json_string(address), _json_string(subject))):
         return None
     return TokenClaims(purpose, address, subject)
 
@@ -168,10 +187,15 @@ def feedback_link(links: LinkSettings, purpose: Purpose, address: str, paper_id:
 
 def digest_links(links: LinkSettings, address: str, day: date, paper_ids: Iterable[str]) -> DigestLinks:
     """Every link one digest carries, for `address` on `day` with these papers."""
+    if not links.serving:
+        return DigestLinks(unsubscribe_url=unsubscribe_link(links, address))
+    # The same links as unsubscribe_link, view_link and feedback_link make, with the address
+    # written as JSON once for all of them (a token's characters need no quoting in a URL).
+    base, key, address_json = links.public_url, links.key, _json_string(address)
     ids = list(dict.fromkeys(paper_ids))
     return DigestLinks(
-        unsubscribe_url=unsubscribe_link(links, address),
-        view=view_link(links, address, day),
-        more={paper_id: feedback_link(links, Purpose.MORE, address, paper_id) for paper_id in ids} if links.serving else {},
-        less={paper_id: feedback_link(links, Purpose.LESS, address, paper_id) for paper_id in ids} if links.serving else {},
+        unsubscribe_url=f"{base}/u/{_token(key, Purpose.UNSUBSCRIBE, address_json, '')}",
+        view=f"{base}/d/{_token(key, Purpose.VIEW, address_json, day.isoformat())}",
+        more={paper_id: f"{base}/f/more/{_token(key, Purpose.MORE, address_json, paper_id)}" for paper_id in ids},
+        less={paper_id: f"{base}/f/less/{_token(key, Purpose.LESS, address_json, paper_id)}" for paper_id in ids},
     )

@@ -2,10 +2,14 @@
 
 The bytes are assembled from prebuilt parts instead of building and flattening an
 `EmailMessage` per subscriber (which cost more than rendering the digest): the constant
-headers are encoded once per sender, each body is encoded by C code (`binascii.b2a_qp`),
-and only the headers that hold a subscriber's own values are encoded per message. The
-result is an ordinary RFC 5322 / RFC 2045 multipart/alternative message with CRLF line
-ends; the tests parse every message back with the `email` package.
+headers are encoded once per sender, and only the headers that hold a subscriber's own
+values are encoded per message. Each body is quoted-printable, encoded by C code
+(`binascii.b2a_qp`) piece by piece as the renderer joined it: a piece that many digests
+share (`render.Shared`: the template's static text, a card) is encoded once per process and
+the encoding kept on the piece, line ends and all; the subscriber's own values between two
+such pieces are encoded together, and soft line breaks join the pieces. The result is an ordinary
+RFC 5322 / RFC 2045 multipart/alternative message with CRLF line ends; the tests parse
+every message back with the `email` package.
 
 Headers that hold text we do not control (a subject made from a title, a display name) go
 through the `email` package's header machinery whenever they are not plain short ASCII: it
@@ -36,7 +40,7 @@ from email.utils import format_datetime
 from functools import lru_cache
 from urllib.parse import quote
 
-from newsletter.render import RenderedDigest, one_line
+from newsletter.render import RenderedDigest, Shared, one_line
 from newsletter.signing import DkimKey, sign_bytes
 
 LIST_ID_LABEL = "Research digest"
@@ -44,14 +48,13 @@ KEYWORDS_SUBJECT = "Change my keywords"
 SAFE_NAME_LENGTH = 40  # a display name this short is never folded
 MAX_LINE = 78  # RFC 5322 2.1.1: header lines SHOULD be no longer
 LONGEST_WORD = 900  # a plain subject with a longer word is encoded (lines MUST stay under 998)
-SHORT_PIECE = 70  # fits in one encoded line with room for the soft break after it
-SHARED_PIECE = 512  # shorter pieces (a position, a link) are encoded each time, not cached
 QP_LINE = 76  # RFC 2045 §6.7: encoded lines are at most 76 characters
 ENCODED_WORD_BYTES = 45  # 60 base64 characters: "=?utf-8?b?" + 60 + "?=" is 72, under 75
 CRLF = b"\r\n"
 _ADDRESS_SPECIALS = re.compile(r'[()<>\[\]:;@\\,."]')
 # A display name that can be written as is: printable ASCII without RFC 5322 specials.
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~ -]*")
+_NOT_IN_URI = re.compile("[<>, \t\r\n\0]")  # would break List-Unsubscribe's <uri>, <uri>
 
 
 class _MemoHeaderRegistry(HeaderRegistry):
@@ -205,7 +208,7 @@ def _subject_header(subject: str) -> bytes:
 def list_unsubscribe_value(*uris: str) -> str:
     """`<uri>, <uri>` (RFC 2369), folded between URIs only; refuses what would break it."""
     for uri in uris:
-        if any(char in uri for char in "<>, \t\r\n\0") or not uri.isascii():
+        if _NOT_IN_URI.search(uri) or not uri.isascii():
             raise ValueError(f"not usable in List-Unsubscribe: {uri!r}")
     return ",\n ".join(f"<{uri}>" for uri in uris)
 
@@ -222,53 +225,91 @@ def _sender_headers(from_address: str, from_name: str) -> bytes:
 _TRAILER = b"Auto-Submitted: auto-generated\r\nPrecedence: bulk\r\nMIME-Version: 1.0\r\n"
 
 
-def _qp(piece: str) -> bytes:
-    """Quoted-printable of one piece of a body (C code), with "\n" line ends. A short piece of
-    plain printable ASCII (a card's position, a link) is its own encoding."""
-    if len(piece) < SHORT_PIECE and piece.isascii() and piece.isprintable() and "=" not in piece and not piece.endswith(" "):
-        return piece.encode("ascii")
-    return binascii.b2a_qp(piece.encode("utf-8"), quotetabs=False, istext=True, header=False)
+def _encoded(text: str) -> bytes:
+    """`text` (a piece of a body) quoted-printable, CRLF line ends, and a soft line break at
+    its end, so that pieces encoded apart decode to the pieces joined (RFC 2045 §6.7: lines
+    of at most 76 characters, the "=" of a soft break included). One line of printable ASCII
+    without "=" (a position, a link) is its own encoding, cut into lines of 75 characters;
+    anything else goes through C code (`binascii.b2a_qp`)."""
+    if text.isascii() and text.isprintable() and "=" not in text:
+        if len(text) < QP_LINE:
+            return (text + "=\r\n").encode("ascii")
+        width = QP_LINE - 1
+        return ("=\r\n".join([text[at : at + width] for at in range(0, len(text), width)]) + "=\r\n").encode("ascii")
+    encoded = binascii.b2a_qp(text.encode("utf-8"), quotetabs=False, istext=True, header=False)
+    if b"=20\n" in encoded or b"=09\n" in encoded:
+        encoded = _refolded(encoded)
+    last_line = encoded[encoded.rfind(b"\n") + 1 :]
+    if len(last_line) >= QP_LINE:
+        # The "=" would push the last line past 76 characters: break it once more first,
+        # before its last token (a character, or an =XX escape).
+        cut = len(encoded) - (3 if last_line[-3:-2] == b"=" else 1)
+        encoded = encoded[:cut] + b"=\n" + encoded[cut:]
+    return (encoded + b"=\n").replace(b"\n", CRLF)
 
 
-_qp_shared = lru_cache(maxsize=8192)(_qp)  # for pieces many digests share (cards)
+def _refolded(encoded: bytes) -> bytes:
+    """Encoded lines cut to 76 characters with soft line breaks, never inside an =XX escape.
+    `b2a_qp` lets a line run to 78 when it encodes the white space before a line break."""
+    lines: list[bytes] = []
+    for line in encoded.split(b"\n"):
+        while len(line) > QP_LINE:
+            cut = QP_LINE - 1  # room for the "=" of the soft break
+            cut -= 1 if line[cut - 1 : cut] == b"=" else 2 if line[cut - 2 : cut - 1] == b"=" else 0
+            lines.append(line[:cut] + b"=")
+            line = line[cut:]
+        lines.append(line)
+    return b"\n".join(lines)
 
 
-def _qp_join(encoded: list[bytes]) -> bytes:
-    """Separately encoded pieces joined by soft line breaks, so they decode to the pieces
-    joined; a line that the "=" would push past 76 characters is broken once more first."""
-    out: list[bytes] = []
-    for number, piece in enumerate(encoded):
-        if number < len(encoded) - 1 and piece:
-            last_line = piece[piece.rfind(b"\n") + 1 :]
-            if len(last_line) >= QP_LINE:
-                # Cut before the last token (a character, or an =XX escape) of that line.
-                cut = len(piece) - (3 if last_line[-3:-2] == b"=" else 1)
-                piece = piece[:cut] + b"=\n" + piece[cut:]
-            piece += b"=\n"
-        out.append(piece)
-    return b"".join(out)
+_encoded_short = lru_cache(maxsize=1024)(_encoded)  # runs of a few characters ("\n", ", ") recur
+SHORT_RUN = 16
+_SOFT_BREAK = len(b"=" + CRLF)
 
 
-def _body_part(text: str, subtype: str, parts: tuple[str, ...] = ()) -> bytes:
-    """One text part: 7bit when it is short-lined ASCII, else quoted-printable (C code, the
-    pieces of `parts` encoded once each and reused)."""
-    raw = text.encode("utf-8")
-    if not raw.endswith(b"\n"):
-        raw += b"\n"
-        parts = (*parts[:-1], parts[-1] + "\n") if parts else ()
-    if raw.isascii() and max(map(len, raw.split(b"\n"))) <= MAX_LINE and b"\r" not in raw:
-        encoding, body = "7bit", raw.replace(b"\n", CRLF)
-    else:
-        encoding = "quoted-printable"
-        if parts:  # long pieces are the template's static text and shared cards: encoded once
-            encoded = _qp_join([
-                (_qp_shared(piece) if len(piece) >= SHARED_PIECE else _qp(piece)) for piece in parts if piece
-            ])
-        else:
-            encoded = _qp(text if text.endswith("\n") else text + "\n")
-        body = encoded.replace(b"\n", CRLF)
-    head = f'Content-Type: text/{subtype}; charset="utf-8"\r\nContent-Transfer-Encoding: {encoding}\r\n\r\n'
-    return head.encode("ascii") + body
+def _encode_pieces(pieces: tuple[str, ...] | list[str], out: list[bytes]) -> None:
+    """The quoted-printable body of the pieces joined (which ends with a line break), appended
+    to `out` as encoded pieces: a `Shared` piece as encoded on first sight and kept on it, the
+    other pieces between two shared ones encoded together."""
+    run: list[str] = []
+    for piece in pieces:
+        if type(piece) is Shared:
+            if run:
+                text = "".join(run)
+                out.append(_encoded_short(text) if len(text) <= SHORT_RUN else _encoded(text))
+                run = []
+            encoded = piece.encoded
+            if encoded is None:
+                if not piece:
+                    continue
+                encoded = piece.encoded = _encoded(piece)
+            out.append(encoded)
+        elif piece:
+            run.append(piece)
+    if run:
+        out.append(_encoded("".join(run)))
+    # The body's last line break ends its last piece: nothing follows it to join.
+    out[-1] = out[-1][:-_SOFT_BREAK]
+
+
+def _body_part(text: str, subtype: str, pieces: tuple[str, ...], out: list[bytes]) -> None:
+    """One text part, appended to `out`: 7bit when it is short-lined ASCII, else
+    quoted-printable from `pieces` (whose join is `text`; empty: `text` is one piece)."""
+    if not text.endswith("\n"):
+        text += "\n"
+        pieces = (*pieces, "\n") if pieces else ()
+    if text.isascii() and max(map(len, text.split("\n"))) <= MAX_LINE and "\r" not in text:
+        out.append(f'Content-Type: text/{subtype}; charset="utf-8"\r\nContent-Transfer-Encoding: 7bit\r\n\r\n'.encode("ascii"))
+        out.append(text.encode("ascii").replace(b"\n", CRLF))
+        return
+    out.append(f'Content-Type: text/{subtype}; charset="utf-8"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n'.encode("ascii"))
+    _encode_pieces(pieces or (text,), out)
+
+
+@lru_cache(maxsize=16)
+def _date_header(sent_at: datetime) -> str:
+    """`Date:` and its value (a run stamps its messages with one time)."""
+    return f"Date: {format_datetime(sent_at)}\r\n"
 
 
 def compose_message(
@@ -298,31 +339,23 @@ def compose_message(
         raise ValueError(f"not usable as a Message-ID: {message_id!r}")
     # Neither "=_" (never in quoted-printable output) nor the random part can occur in a body.
     boundary = f"=_digest_{secrets.token_hex(12)}"
-    head = b"".join(
-        (
-            _sender_headers(from_address, from_name),
-            _address_header("To", to_name or "", to_address),
-            _subject_header(digest.subject),
-            f"Date: {format_datetime(sent_at)}\r\nMessage-ID: {message_id}\r\n{unsubscribe_lines}".encode("ascii"),
-            _TRAILER,
-            f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n\r\n'.encode("ascii"),
-        )
-    )
     # The line break before a delimiter belongs to the delimiter (RFC 2046 §5.1.1), so each
     # part, which ends with its own line break, is followed by one more.
     delimiter = f"--{boundary}\r\n".encode("ascii")
-    data = b"".join(
-        (
-            head,
-            delimiter,
-            _body_part(digest.text, "plain"),
-            CRLF,
-            delimiter,
-            _body_part(digest.html, "html", digest.html_parts),
-            CRLF,
-            f"--{boundary}--\r\n".encode("ascii"),
-        )
-    )
+    out = [
+        _sender_headers(from_address, from_name),
+        _address_header("To", to_name or "", to_address),
+        _subject_header(digest.subject),
+        f"{_date_header(sent_at)}Message-ID: {message_id}\r\n{unsubscribe_lines}".encode("ascii"),
+        _TRAILER,
+        f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n\r\n'.encode("ascii"),
+        delimiter,
+    ]
+    _body_part(digest.text, "plain", digest.text_parts, out)
+    out += (CRLF, delimiter)
+    _body_part(digest.html, "html", digest.html_parts, out)
+    out += (CRLF, f"--{boundary}--\r\n".encode("ascii"))
+    data = b"".join(out)
     if dkim is not None:
         data = sign_bytes(data, dkim)
     return Composed(sender=from_address, recipient=to_address, message_id=message_id, data=data)

@@ -7,32 +7,43 @@ is never parsed as MJML or as template code. The plain-text part is cut the same
 rendered without HTML escaping (an `&amp;` would be wrong there); it carries no markup that
 text could break, and every value is flattened to printable text first.
 
-A card depends only on the paper, the keywords that matched it and its position, so each
-distinct card is rendered once per process (highlighting included) and reused for every
-subscriber who gets it: a day of many subscribers renders a few thousand cards, and each
-digest is its head, its cached cards and its foot joined.
+Work is done once per process wherever the result does not depend on the subscriber:
+
+- a paper's cleaned title and abstract, and its meta line, once per paper;
+- a card (HTML and text together) once per (paper, matched keywords): its position, the
+  subscriber's feedback links and, in the text part, the wrapped title line (whose wrapping
+  depends on the position) are slots filled per digest. Cards are kept in a memo bounded by
+  memory (`CARDS_KEPT_BYTES`), and a card's static markup before and after its first and
+  last value is one shared string, not a copy per card;
+- the head and foot are static text and small Jinja "islands"; an island with an `{% if %}`
+  or a loop is rendered once per shape (which of its text values are empty, and its other
+  values), with marks in place of the text values, which are filled in per digest.
+
+So a digest is its head, cached cards and foot joined: no Jinja call at all once the day's
+cards exist, and the pieces that many digests share are the very same string objects, which
+the message encodes once (`message.compose_message`).
 """
 
 from __future__ import annotations
 
 import re
+import sys
 import textwrap
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
-from typing import NamedTuple
 from pathlib import Path
+from typing import NamedTuple
 
-from jinja2 import Environment, StrictUndefined, Template
+from jinja2 import Environment, StrictUndefined, Template, meta, nodes
+from markupsafe import escape
 from mjml import mjml2html
 
-from markupsafe import escape
-
-from newsletter.links import DigestLinks
-
-from newsletter.text import clean_latex
 from newsletter.highlight import Segment, excerpt, highlight, match_spans, opening
-from newsletter.models import Ranked, Trending
+from newsletter.links import DigestLinks
+from newsletter.memo import Kept
+from newsletter.models import Paper, Ranked, Trending
+from newsletter.text import clean_latex
 
 # A wheel carries templates/ inside the package (pyproject maps it to newsletter/templates);
 # a source checkout or editable install reads the top-level templates/ folder.
@@ -44,7 +55,18 @@ SUBJECT_TITLE_LIMIT = 80
 PREHEADER_LIMIT = 150  # what inbox lists show beside the subject, at most
 PREHEADER_TITLES = 3
 TEXT_WIDTH = 72
-CARDS_KEPT = 20_000  # distinct cards kept per process (each a few KB)
+# Memory the rendered cards of one process may hold (least recently used go first). A card
+# takes about 6 KB (its own HTML and plain text, and their encodings); a day of 100,000
+# subscribers has about 47,000 distinct cards, most of them shown to a few subscribers only.
+CARDS_KEPT_BYTES = 32 * 1024 * 1024
+# What a piece of a card costs beside its text: its encoding (about as long as the text)
+# and the attribute dictionary that holds it.
+PIECE_OVERHEAD = 340
+PAPERS_KEPT = 4096  # papers whose cleaned text is kept (a day's listing has a few hundred)
+EXCERPTS_KEPT = 4096  # abstract excerpts (one per paper and first match: about 3,500 a day)
+TITLE_LINES_KEPT = 8192  # the text part's title lines (one per paper and position)
+LINES_KEPT = 16384  # keywords and titles flattened to one line
+SHARED_STATIC = 64  # shorter static text of a head or foot is encoded with the values beside it
 LOOP_START = "{% for item in items %}"
 LOOP_END = "{% endfor %}"
 # Control characters, line/paragraph separators, and the bidi embeddings and overrides
@@ -62,20 +84,34 @@ class Recipient:
     keywords: tuple[str, ...]
 
 
+class Shared(str):
+    """A piece of a digest that many digests share (the template's static text, a card, a
+    position). The message encodes it once per process and keeps the encoding on it
+    (`encoded`, set by `message.compose_message`), so the encoding lives as long as the
+    piece: a card dropped from the memo takes its encodings along."""
+
+    encoded: bytes | None = None
+
+
 @dataclass(frozen=True)
 class RenderedDigest:
     subject: str
     preheader: str
     html: str
     text: str
-    # The HTML as the pieces it was joined from (head, cards, foot): the message encodes each
-    # piece once per process and reuses it (`message.compose_message`). Empty: one piece.
+    # Each part as the pieces it was joined from: `Shared` ones and the subscriber's own
+    # values between them. Empty: one piece.
     html_parts: tuple[str, ...] = ()
+    text_parts: tuple[str, ...] = ()
 
 
 def one_line(value: str) -> str:
     """Collapse any whitespace (newlines included) and drop control characters."""
     return " ".join(_UNPRINTABLE.sub(" ", value).split())
+
+
+# Keywords and titles recur in every digest that shows them: flattened once each.
+_line = lru_cache(maxsize=LINES_KEPT)(one_line)
 
 
 def trim_abstract(abstract: str, limit: int = ABSTRACT_LIMIT) -> str:
@@ -92,10 +128,10 @@ def subject_line(picks: list[Ranked], keywords: tuple[str, ...]) -> str:
     """Say what is inside: `3 papers on theorem proving, Lean: <top title>`."""
     if not picks:
         return "No new papers on " + ", ".join(keywords[:3]) + " today"
-    matched = {one_line(m.keyword) for pick in picks for m in pick.matched}
+    matched = {_line(m.keyword) for pick in picks for m in pick.matched}
     topics = [keyword for keyword in keywords if keyword in matched]
     topic_text = ", ".join(topics[:2] or keywords[:2])
-    top = _shorten(one_line(picks[0].paper.title), SUBJECT_TITLE_LIMIT)
+    top = _shorten(_line(picks[0].paper.title), SUBJECT_TITLE_LIMIT)
     count = _plural(len(picks), "paper") + (f" on {topic_text}" if topic_text else " for you")
     return f"{count}: {top}" if top else count
 
@@ -113,28 +149,46 @@ def preheader_line(picks: list[Ranked]) -> str:
     """The line inbox lists show after the subject: the top picks' titles, then how many more."""
     if not picks:
         return "Nothing matched your keywords today."
-    titles = [one_line(pick.paper.title) for pick in picks[:PREHEADER_TITLES]]
+    titles = [_line(pick.paper.title) for pick in picks[:PREHEADER_TITLES]]
     more = len(picks) - len(titles)
     tail = f" (+{more} more)" if more else ""
     return _shorten("Top picks: " + "; ".join(titles), PREHEADER_LIMIT - len(tail)) + tail
 
 
-def _meta(pick: Ranked) -> str:
-    paper = pick.paper
+class _PaperText(NamedTuple):
+    """What a card shows of a paper whatever matched it."""
+
+    title: str  # LaTeX residue cleaned, one line
+    abstract: str  # the whole abstract, cleaned, one line
+    meta: str
+    link: str
+
+
+@lru_cache(maxsize=PAPERS_KEPT)
+def _paper_text(paper: Paper) -> _PaperText:
     parts = [paper.byline]
     if paper.published:
         parts.append(paper.published.strftime("%d %b %Y").lstrip("0"))
     if paper.upvotes:
         parts.append(f"▲ {paper.upvotes}")
-    return one_line(" · ".join(part for part in parts if part))
+    return _PaperText(
+        title=one_line(clean_latex(paper.title)),
+        abstract=one_line(clean_latex(paper.abstract)),
+        meta=one_line(" · ".join(part for part in parts if part)),
+        link=_link(paper),
+    )
 
 
-@lru_cache(maxsize=32768)
-def _trimmed(abstract: str, keywords: tuple[str, ...]) -> tuple[str, str]:
-    """An abstract cut for the card so that the match it names shows, and wrapped for the text
-    part (once per paper and matched keywords)."""
-    full = one_line(clean_latex(abstract))
-    trimmed = excerpt(full, match_spans(full, keywords), ABSTRACT_LIMIT)
+def _link(paper: Paper) -> str:
+    """The paper's link without control characters (a dump's URL is dump text too)."""
+    return _UNPRINTABLE.sub("", paper.link)
+
+
+@lru_cache(maxsize=EXCERPTS_KEPT)
+def _excerpt(abstract: str, first_match: tuple[int, int] | None) -> tuple[str, str]:
+    """An abstract cut for the card so that its first match shows, and that cut wrapped for
+    the text part: once per paper and first match (most keyword sets share one)."""
+    trimmed = excerpt(abstract, [first_match] if first_match else [], ABSTRACT_LIMIT)
     wrapped = textwrap.fill(
         trimmed, TEXT_WIDTH, initial_indent="   ", subsequent_indent="   ",
         break_long_words=True, break_on_hyphens=False,
@@ -142,54 +196,36 @@ def _trimmed(abstract: str, keywords: tuple[str, ...]) -> tuple[str, str]:
     return trimmed, wrapped
 
 
-@lru_cache(maxsize=8192)
-def _wrapped_title(position: int, title: str) -> str:
-    return textwrap.fill(
+@lru_cache(maxsize=TITLE_LINES_KEPT)
+def _wrapped_title(position: int, title: str) -> Shared:
+    return Shared(textwrap.fill(
         f"{position}. {title}", TEXT_WIDTH, subsequent_indent="   ",
         break_long_words=False, break_on_hyphens=False,
-    )
+    ))
 
 
-def _item(position: int, pick: Ranked) -> dict[str, object]:
-    title = one_line(clean_latex(pick.paper.title))
-    keywords = [m.keyword for m in pick.matched]
-    abstract, abstract_wrapped = _trimmed(pick.paper.abstract, tuple(keywords))
-    title_segments: list[Segment] = highlight(title, keywords)
-    abstract_segments: list[Segment] = highlight(abstract, keywords)
-    return {
-        "position": position,
-        "title": title,
-        "title_segments": title_segments,
-        "abstract_segments": abstract_segments,
-        "link": pick.paper.link,
-        "meta": _meta(pick),
-        "matched": [
-            {"keyword": one_line(m.keyword), "where": " and ".join(m.fields), "author": m.fields == ("author",)}
-            for m in pick.matched
-        ],
-        "abstract": abstract,
-        "title_wrapped": _wrapped_title(position, title),
-        "abstract_wrapped": abstract_wrapped,
-    }
+class _TrendingPaper(NamedTuple):
+    title: str
+    link: str
+    meta: str
+    upvotes: int | None
 
 
-def _trending_context(trending: Trending | None) -> dict[str, object]:
-    """The "Trending today" section: the day's most-upvoted papers (issue 15)."""
+@lru_cache(maxsize=256)
+def _trending_context(trending: Trending | None) -> tuple[tuple[_TrendingPaper, ...], str]:
+    """The "Trending today" section: the day's most-upvoted papers (issue 15), and its note."""
     if trending is None or not trending.papers:
-        return {"trending": [], "trending_note": ""}
+        return (), ""
     note = (
         "The most-upvoted papers of the day's listing."
         if trending.by_upvotes
         else "Today's listing gives no upvote counts, so these are its first papers, in its order."
     )
-    return {
-        "trending": [
-            {"title": one_line(clean_latex(paper.title)), "link": paper.link, "meta": one_line(paper.byline),
-             "upvotes": paper.upvotes}
-            for paper in trending.papers
-        ],
-        "trending_note": note,
-    }
+    papers = tuple(
+        _TrendingPaper(_paper_text(paper).title, _link(paper), one_line(paper.byline), paper.upvotes)
+        for paper in trending.papers
+    )
+    return papers, note
 
 
 def _template_source(name: str) -> str:
@@ -199,10 +235,78 @@ def _template_source(name: str) -> str:
     raise FileNotFoundError(f"template {name} not found in {', '.join(map(str, TEMPLATE_DIRS))}")
 
 
+# Marks in place of values, cut out and filled per digest. one_line() drops control
+# characters from everything a dump or a subscribers file supplies, and the templates hold
+# none, so a mark only ever comes from the renderer. Card slots: the position, the feedback
+# links, and the text part's title line (it wraps differently at "9." and "10.").
+POSITION, MORE, LESS, TITLE = "\x01", "\x02", "\x03", "\x04"
+_SLOTS = {POSITION, MORE, LESS, TITLE}
+_SLOT = re.compile("([\x01-\x04])")
+_POSITIONS = [Shared(number) for number in map(str, range(100))]  # the same in many digests
+_ISLAND_MARKS = [chr(code) for code in range(0x10, 0x20)]  # one per text value of an island
+_ISLAND_MARK = re.compile("([\x10-\x1f])")
+
+
+class _Island:
+    """One `{% if %}` / `{% for %}` block of a head or foot, rendered by Jinja once per shape.
+
+    Its text values (names used only as `{{ name }}` or as an `{% if name %}` test) are given
+    to Jinja as marks, or as "" when empty, which is all Jinja can tell of them there; its
+    other values (the trending papers) are given as they are and are part of the shape."""
+
+    def __init__(self, source: str, env: Environment) -> None:
+        tree = env.parse(source)
+        names = sorted(meta.find_undeclared_variables(tree))
+        fillable = _fillable_names(tree)
+        self.template = env.from_string(source)
+        self.texts = [name for name in names if name in fillable]
+        self.others = [name for name in names if name not in fillable]
+        if len(self.texts) > len(_ISLAND_MARKS):
+            raise ValueError(f"too many values in one block of the digest template: {source[:60]!r}")
+        self.shapes: dict[tuple[object, ...], tuple[str, ...]] = {}
+
+    def pieces(self, context: dict[str, object]) -> tuple[str, ...]:
+        """The block as pieces: its static text at even places, marks at odd places."""
+        shape = (*(bool(context[name]) for name in self.texts), *(context[name] for name in self.others))
+        pieces = self.shapes.get(shape)
+        if pieces is None:
+            values = {name: context[name] for name in self.others}
+            for mark, name in zip(_ISLAND_MARKS, self.texts):
+                values[name] = mark if context[name] else ""
+            if len(self.shapes) >= 256:  # shapes come from settings and trending lists: few
+                self.shapes.clear()
+            pieces = tuple(map(_shared, _ISLAND_MARK.split(self.template.render(values))))
+            self.shapes[shape] = pieces
+        return pieces
+
+
+def _shared(piece: str) -> str:
+    """A static piece of a head or foot as `Shared` when it is long enough to be worth
+    encoding once; a short one is encoded with the values beside it (one encoding per run)."""
+    return Shared(piece) if len(piece) >= SHARED_STATIC else piece
+
+
+def _fillable_names(tree: nodes.Template) -> set[str]:
+    """Names used in `tree` only as `{{ name }}` or as an `{% if name %}` test, whose text
+    can be filled in after rendering without Jinja seeing it."""
+    used: set[str] = set()
+    other: set[str] = set()
+
+    def walk(node: nodes.Node, parent: nodes.Node | None) -> None:
+        if isinstance(node, nodes.Name) and node.ctx == "load":
+            plain = isinstance(parent, nodes.Output) or (isinstance(parent, nodes.If) and parent.test is node)
+            (used if plain else other).add(node.name)
+        for child in node.iter_child_nodes():
+            walk(child, node)
+
+    walk(tree, None)
+    return used - other
+
+
 class _Islands:
-    """A template as static text and small Jinja "islands" (a `{{ value }}`, or a whole
-    `{% if %}`/`{% for %}` block): rendering gives a list of pieces in which the static ones
-    are the very same string objects every time, so the message encodes them once."""
+    """A template as static text, plain `{{ name }}` values and `_Island` blocks: rendering
+    gives a list of pieces in which the static ones are the very same string objects every
+    time, so the message encodes them once."""
 
     _TAG = re.compile(r"{{.*?}}|{%-?\s*(\w+).*?-?%}", re.S)
     _NAME = re.compile(r"{{\s*(\w+)\s*}}")
@@ -210,7 +314,7 @@ class _Islands:
 
     def __init__(self, source: str, env: Environment) -> None:
         self.escape = bool(env.autoescape)
-        self.parts: list[str | Template | tuple[str]] = []
+        self.parts: list[str | tuple[str] | _Island] = []
         position = 0
         tags = list(self._TAG.finditer(source))
         index = 0
@@ -228,37 +332,68 @@ class _Islands:
             elif tag.group(1) is not None:
                 raise ValueError(f"unexpected {tag.group()} outside a block in the digest template")
             if tag.start() > position:
-                self.parts.append(source[position : tag.start()])
+                self.parts.append(_shared(source[position : tag.start()]))
             island_end = tags[end_index].end()
             island = source[tag.start() : island_end]
             name = self._NAME.fullmatch(island)
-            # A plain `{{ name }}` is looked up here (escaped as Jinja would); blocks go to Jinja.
-            self.parts.append((name.group(1),) if name else env.from_string(island))
+            # A plain `{{ name }}` is looked up here (escaped as Jinja would); blocks are islands.
+            self.parts.append((name.group(1),) if name else _Island(island, env))
             position = island_end
             index = end_index + 1
         if position < len(source):
-            self.parts.append(source[position:])
+            self.parts.append(_shared(source[position:]))
 
     def render(self, context: dict[str, object]) -> list[str]:
         pieces: list[str] = []
         for part in self.parts:
             if isinstance(part, str):
                 pieces.append(part)
-            elif isinstance(part, tuple):
-                value = context[part[0]]  # a missing name is a bug: fail as StrictUndefined would
-                pieces.append(str(escape(value)) if self.escape else str(value))
+            elif type(part) is tuple:
+                pieces.append(self._value(context[part[0]]))  # a missing name fails, as StrictUndefined would
             else:
-                pieces.append(part.render(context))
+                island = part.pieces(context)
+                pieces.append(island[0])
+                for number in range(1, len(island), 2):
+                    pieces.append(self._value(context[part.texts[ord(island[number]) - 0x10]]))
+                    pieces.append(island[number + 1])
         return pieces
+
+    def _value(self, value: object) -> str:
+        if type(value) is Shared:  # a value many digests share: escaped once, still shared
+            return _escaped(value) if self.escape else value
+        return str(escape(value)) if self.escape else str(value)
+
+
+@lru_cache(maxsize=256)
+def _recurring(value: str) -> Shared:
+    """A value of the head or foot that recurs in many digests (the day, the headline, the
+    greeting without a name, the operator's links), as one shared piece."""
+    return Shared(value)
+
+
+@lru_cache(maxsize=256)
+def _escaped(value: Shared) -> Shared:
+    return Shared(escape(value))
+
+
+class _Card(NamedTuple):
+    """A template's card: the rendered card is `prefix`, the render of `body`, `suffix`; the
+    static ends are kept once, not in every card."""
+
+    prefix: str
+    body: Template
+    suffix: str
 
 
 class _Parts(NamedTuple):
     head: _Islands
-    card: Template
+    card: _Card
     foot: _Islands
 
 
 _LOOP_TAG = re.compile(r"{%-?\s*(for|endfor)\b")
+_ANY_TAG = re.compile(r"{[{%#]")
+_TAG_END = re.compile(r"[}%#]}")
 
 
 def _loop_end(source: str, start: int) -> int:
@@ -271,6 +406,21 @@ def _loop_end(source: str, start: int) -> int:
     raise ValueError("the card loop of the digest template is never closed")
 
 
+def _card(source: str, env: Environment) -> _Card:
+    """The card's static text before its first tag and after its last one, and the rest."""
+    first = _ANY_TAG.search(source)
+    last = None
+    for last in _TAG_END.finditer(source):
+        pass
+    if first is None or last is None or source[first.end()] == "-" or source[last.start() - 1] == "-":
+        return _Card(Shared(), env.from_string(source), Shared())  # whitespace control reaches the ends
+    return _Card(
+        Shared(source[: first.start()]),
+        env.from_string(source[first.start() : last.end()]),
+        Shared(source[last.end() :]),
+    )
+
+
 def _cut(source: str, env: Environment) -> _Parts:
     """A template cut at its loop over the cards (LOOP_START and its own LOOP_END; the card
     has loops of its own, and other sections may follow): before, the loop's body, after."""
@@ -278,7 +428,7 @@ def _cut(source: str, env: Environment) -> _Parts:
     end = _loop_end(source, start)
     return _Parts(
         _Islands(source[:start], env),
-        env.from_string(source[start + len(LOOP_START) : end]),
+        _card(source[start + len(LOOP_START) : end], env),
         _Islands(source[end + len(LOOP_END) :], env),
     )
 
@@ -296,64 +446,80 @@ def _text_parts() -> _Parts:
     return _cut(_template_source(TEXT_TEMPLATE), env)
 
 
-# Slots in a cached card, filled per digest: never in rendered text, as one_line() drops
-# control characters from everything a dump or a subscribers file supplies.
-POSITION, MORE, LESS = "\x01", "\x02", "\x03"
-_SLOT = re.compile("([\x01\x02\x03])")
-_html_cards: dict[tuple[object, ...], tuple[str, ...]] = {}
-_text_cards: dict[tuple[object, ...], tuple[str, ...]] = {}
+class _Match(NamedTuple):
+    keyword: str
+    where: str  # "title and abstract"
+    author: bool  # the paper is by an author the subscriber follows
 
 
-def _slotted(rendered: str) -> tuple[str, ...]:
-    """A card cut at its slots: static text at even places, slot marks at odd ones."""
-    return tuple(_SLOT.split(rendered))
+class _Item(NamedTuple):
+    """What the card templates see as `item` (attributes: Jinja reads them without the
+    failed attribute lookup that a dictionary's keys cost it)."""
+
+    position: str
+    title: str
+    title_segments: list[Segment]
+    abstract_segments: list[Segment]
+    link: str
+    meta: str
+    matched: tuple[_Match, ...]
+    abstract: str
+    title_wrapped: str
+    abstract_wrapped: str
+    more_link: str
+    less_link: str
 
 
-def _fill(pieces: tuple[str, ...], values: dict[str, str]) -> list[str]:
-    return [values[piece] if number % 2 else piece for number, piece in enumerate(pieces)]
+class _Rendered(NamedTuple):
+    """One card as pieces, slot marks among them: HTML, plain text, and the title that the
+    text part's title line wraps."""
+
+    html: tuple[str, ...]
+    text: tuple[str, ...]
+    title: str
 
 
-def _card_item(position: int | str, pick: Ranked, with_links: bool) -> dict[str, object]:
-    return _item(position if isinstance(position, int) else 0, pick) | (
-        {"position": position} if isinstance(position, str) else {}
-    ) | {"more_link": MORE if with_links else "", "less_link": LESS if with_links else ""}
+_cards: Kept[tuple[object, ...], _Rendered] = Kept(CARDS_KEPT_BYTES)
 
 
-def _html_card(position: int, pick: Ranked, links: DigestLinks | None) -> list[str]:
-    """One card's HTML as pieces, rendered once per process for each (paper, matched keywords)
-    and reused at any position, with the subscriber's own feedback links filled in."""
-    with_links = bool(links and links.more)
+def _rendered_card(pick: Ranked, with_links: bool) -> _Rendered:
+    """A card for `pick`, rendered once per process for each (paper, matched keywords) and
+    reused at any position, for anyone."""
     key = (pick.paper, pick.matched, with_links)
-    pieces = _html_cards.get(key)
-    if pieces is None:
-        pieces = _slotted(_html_parts().card.render(item=_card_item(POSITION, pick, with_links)))
-        if len(_html_cards) >= CARDS_KEPT:
-            _html_cards.clear()
-        _html_cards[key] = pieces
-    return _fill(pieces, _slot_values(position, pick, links))
+    card = _cards.get(key)
+    if card is not None:
+        return card
+    paper = _paper_text(pick.paper)
+    keywords = [m.keyword for m in pick.matched]
+    spans = match_spans(paper.abstract, keywords)
+    abstract, abstract_wrapped = _excerpt(paper.abstract, spans[0] if spans else None)
+    item = _Item(
+        position=POSITION,
+        title=paper.title,
+        title_segments=highlight(paper.title, keywords),
+        abstract_segments=highlight(abstract, keywords),
+        link=paper.link,
+        meta=paper.meta,
+        matched=tuple(
+            _Match(_line(m.keyword), " and ".join(m.fields), m.fields == ("author",)) for m in pick.matched
+        ),
+        abstract=abstract,
+        title_wrapped=TITLE,
+        abstract_wrapped=abstract_wrapped,
+        more_link=MORE if with_links else "",
+        less_link=LESS if with_links else "",
+    )
+    html_card, text_card = _html_parts().card, _text_parts().card
+    html = _SLOT.split(html_card.body.render(item=item))
+    text = _SLOT.split(text_card.body.render(item=item))
+    size = sum(sys.getsizeof(piece) + len(piece) + PIECE_OVERHEAD for piece in (*html, *text) if piece not in _SLOTS)
+    return _cards.put(key, _Rendered(_slotted(html_card, html), _slotted(text_card, text), paper.title), size)
 
 
-def _text_card(position: int, pick: Ranked, links: DigestLinks | None) -> list[str]:
-    """One card's text, once per process for each (paper, matched keywords, position): the
-    position changes how the title wraps."""
-    with_links = bool(links and links.more)
-    key = (pick.paper, pick.matched, position, with_links)
-    pieces = _text_cards.get(key)
-    if pieces is None:
-        pieces = _slotted(_text_parts().card.render(item=_card_item(position, pick, with_links)))
-        if len(_text_cards) >= CARDS_KEPT:
-            _text_cards.clear()
-        _text_cards[key] = pieces
-    return _fill(pieces, _slot_values(position, pick, links, html=False))
-
-
-def _slot_values(position: int, pick: Ranked, links: DigestLinks | None, *, html: bool = True) -> dict[str, str]:
-    paper_id = pick.paper.paper_id
-    more = links.more.get(paper_id, "") if links else ""
-    less = links.less.get(paper_id, "") if links else ""
-    if html:
-        more, less = str(escape(more)), str(escape(less))
-    return {POSITION: str(position), MORE: more, LESS: less}
+def _slotted(card: _Card, pieces: list[str]) -> tuple[str, ...]:
+    """A card's pieces: the static ends (the same objects in every card), and its own text
+    cut at the slot marks (the marks themselves stay plain strings)."""
+    return (card.prefix, *(piece if piece in _SLOTS else Shared(piece) for piece in pieces), card.suffix)
 
 
 def render_digest(
@@ -372,36 +538,49 @@ def render_digest(
     are the operator's URLs, not dump text. `links` (from `newsletter.links.digest_links`) adds
     the view-in-browser link and each paper's "more/less like this" links.
     """
-    keywords = tuple(keyword for keyword in map(one_line, recipient.keywords) if keyword)
+    keywords = tuple(keyword for keyword in map(_line, recipient.keywords) if keyword)
     subject = subject_line(picks, keywords)
     preheader = preheader_line(picks)
     count = len(picks)
+    trending_papers, trending_note = _trending_context(trending)
+    greeting = (
+        " is what matched your keywords today."
+        if count
+        else " is today's note: no new paper matched your keywords, so there is nothing to read."
+    )
     context = {
         "subject": subject,
         "preheader": preheader,
-        "day_label": f"{day:%A}, {day.day} {day:%B %Y}",
-        "headline": f"{_plural(count, 'paper')} picked for you" if count else "Nothing new for you today",
+        "day_label": _recurring(_day_label(day)),
+        "headline": _recurring(f"{_plural(count, 'paper')} picked for you" if count else "Nothing new for you today"),
         "greeting": (
-            f"Hello {one_line(recipient.name)}, here" if recipient.name else "Here"
-        )
-        + (
-            " is what matched your keywords today."
-            if count
-            else " is today's note: no new paper matched your keywords, so there is nothing to read."
+            f"Hello {one_line(recipient.name)}, here{greeting}" if recipient.name else _recurring("Here" + greeting)
         ),
         "email": recipient.email,
         "keywords": ", ".join(keywords),
         "unsubscribe_link": unsubscribe_link,
-        "keywords_link": keywords_link,
+        "keywords_link": _recurring(keywords_link),
         "view_link": links.view if links else "",
-        **_trending_context(trending),
+        "trending": trending_papers,
+        "trending_note": _recurring(trending_note),
     }
     html, text = _html_parts(), _text_parts()
     html_parts = html.head.render(context)
     text_parts = text.head.render(context)
+    more_links, less_links = (links.more, links.less) if links else ({}, {})
+    with_links = bool(more_links)
     for position, pick in enumerate(picks, start=1):
-        html_parts.extend(_html_card(position, pick, links))
-        text_parts.extend(_text_card(position, pick, links))
+        card = _rendered_card(pick, with_links)
+        number = _POSITIONS[position] if position < len(_POSITIONS) else str(position)
+        html_values = {POSITION: number}
+        text_values = {TITLE: _wrapped_title(position, card.title)}
+        if with_links:
+            paper_id = pick.paper.paper_id
+            more, less = more_links.get(paper_id, ""), less_links.get(paper_id, "")
+            html_values |= {MORE: str(escape(more)), LESS: str(escape(less))}
+            text_values |= {MORE: more, LESS: less}
+        html_parts.extend(map(html_values.get, card.html, card.html))
+        text_parts.extend(map(text_values.get, card.text, card.text))
     html_parts.extend(html.foot.render(context))
     text_parts.extend(text.foot.render(context))
     return RenderedDigest(
@@ -410,4 +589,18 @@ def render_digest(
         html="".join(html_parts),
         text="".join(text_parts),
         html_parts=tuple(html_parts),
+        text_parts=tuple(text_parts),
+    )
+
+
+@lru_cache(maxsize=64)
+def _day_label(day: date) -> str:
+    return f"{day:%A}, {day.day} {day:%B %Y}"
+
+
+def cache_report() -> str:
+    """How much the process keeps (for benchmarks): cards, and the memos behind them."""
+    return (
+        f"cards {len(_cards)} ({_cards.size / 2**20:.1f} MiB, {_cards.stored} rendered), "
+        f"papers {_paper_text.cache_info().currsize}, excerpts {_excerpt.cache_info().currsize}"
     )

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from newsletter.highlight import ELLIPSIS, _tokens, excerpt, highlight, match_spans
 from newsletter.pipeline import rank_dump_path
 from newsletter.ranking import tokenize
+from newsletter.ranking.text import TOKEN, fold
 
 
 def marked(text: str, keywords: list[str]) -> list[str]:
@@ -53,7 +54,31 @@ def test_any_text_joins_back_and_tokens_agree_with_the_ranker(text: str, keyword
     assert "".join(segment for segment, _ in pieces) == text
     assert all(segment for segment, _ in pieces)
     assert all(a[1] != b[1] for a, b in pairwise(pieces))
-    assert [token.stem for token in _tokens(text)] == tokenize(text)
+    assert list(_tokens(text).stems) == tokenize(text)
+
+
+def _reference_tokens(text: str) -> list[tuple[str, int, int]]:
+    """Each character folded on its own, every token stemmed on its own: slow and plain."""
+    folded: list[str] = []
+    origin: list[int] = []
+    for index, char in enumerate(text):
+        piece = fold(char)
+        folded.append(piece)
+        origin.extend([index] * len(piece))
+    tokens = []
+    for match in TOKEN.finditer("".join(folded)):
+        start, end = origin[match.start()], origin[match.end() - 1] + 1
+        while end < len(text) and not folded[end]:
+            end += 1
+        tokens.extend((stem, start, end) for stem in tokenize(match.group()))
+    return tokens
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("abcLEAN 4-.éÉ\u0301ßﬁ²Ωω\u00a0ǅ✓Ⅻ")) | st.characters(), max_size=120))
+def test_token_spans_are_those_of_folding_character_by_character(text: str) -> None:
+    tokens = _tokens(text)
+    assert list(zip(tokens.stems, tokens.starts, tokens.ends)) == _reference_tokens(text)
 
 
 def test_a_keyword_is_highlighted_exactly_where_the_ranker_matched_it() -> None:

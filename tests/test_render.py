@@ -317,3 +317,180 @@ def test_trending_section_and_followed_authors_are_shown() -> None:
         picks=[by_author], unsubscribe_link="https://example.org/u",
     )
     assert "Trending today" not in plain.text and "Trending today" not in plain.html
+
+
+# the cut templates, their islands and the card memo give what Jinja gives for the whole template
+import textwrap  # noqa: E402
+
+from jinja2 import Environment, StrictUndefined  # noqa: E402
+from mjml import mjml2html  # noqa: E402
+
+from newsletter import render as render_module  # noqa: E402
+from newsletter.highlight import highlight  # noqa: E402
+from newsletter.links import DigestLinks, LinkSettings, digest_links  # noqa: E402
+from newsletter.models import Trending  # noqa: E402
+
+SERVING = LinkSettings(public_url="https://news.example", key="render-test-key")
+
+
+def _whole_templates(context: dict[str, object]) -> tuple[str, str]:
+    """Both templates rendered by Jinja in one go, uncut: what a digest must equal."""
+    html_source = mjml2html(render_module._template_source(render_module.HTML_TEMPLATE), fonts={}, disable_comments=True)
+    text_source = render_module._template_source(render_module.TEXT_TEMPLATE)
+    html_env = Environment(autoescape=True, undefined=StrictUndefined, keep_trailing_newline=True)
+    text_env = Environment(autoescape=False, undefined=StrictUndefined, keep_trailing_newline=True)
+    return html_env.from_string(html_source).render(context), text_env.from_string(text_source).render(context)
+
+
+def _reference(recipient: Recipient, day: date, picks: list[Ranked], unsubscribe_link: str, keywords_link: str,
+               links: DigestLinks | None, trending: Trending | None) -> tuple[str, str]:
+    """A digest as the templates define it: every value computed here, in full, per digest."""
+    keywords = tuple(k for k in map(one_line, recipient.keywords) if k)
+    items = []
+    for position, pick in enumerate(picks, start=1):
+        paper, matched = pick.paper, [m.keyword for m in pick.matched]
+        title = one_line(clean_latex(paper.title))
+        full = one_line(clean_latex(paper.abstract))
+        abstract = excerpt(full, match_spans(full, matched), ABSTRACT_LIMIT)
+        parts = [paper.byline, paper.published.strftime("%d %b %Y").lstrip("0") if paper.published else "",
+                 f"▲ {paper.upvotes}" if paper.upvotes else ""]
+        items.append({
+            "position": position, "title": title, "link": paper.link, "abstract": abstract,
+            "title_segments": highlight(title, matched), "abstract_segments": highlight(abstract, matched),
+            "meta": one_line(" · ".join(part for part in parts if part)),
+            "matched": [{"keyword": one_line(m.keyword), "where": " and ".join(m.fields), "author": m.fields == ("author",)}
+                        for m in pick.matched],
+            "title_wrapped": textwrap.fill(f"{position}. {title}", 72, subsequent_indent="   ",
+                                           break_long_words=False, break_on_hyphens=False),
+            "abstract_wrapped": textwrap.fill(abstract, 72, initial_indent="   ", subsequent_indent="   ",
+                                              break_long_words=True, break_on_hyphens=False),
+            "more_link": links.more.get(paper.paper_id, "") if links else "",
+            "less_link": links.less.get(paper.paper_id, "") if links else "",
+        })
+    count = len(picks)
+    note = ""
+    if trending and trending.papers:
+        note = ("The most-upvoted papers of the day's listing." if trending.by_upvotes else
+                "Today's listing gives no upvote counts, so these are its first papers, in its order.")
+    return _whole_templates({
+        "subject": subject_line(picks, keywords), "preheader": render_module.preheader_line(picks),
+        "day_label": f"{day:%A}, {day.day} {day:%B %Y}",
+        "headline": f"{count} paper{'' if count == 1 else 's'} picked for you" if count else "Nothing new for you today",
+        "greeting": (f"Hello {one_line(recipient.name)}, here" if recipient.name else "Here") + (
+            " is what matched your keywords today." if count
+            else " is today's note: no new paper matched your keywords, so there is nothing to read."),
+        "email": recipient.email, "keywords": ", ".join(keywords), "unsubscribe_link": unsubscribe_link,
+        "keywords_link": keywords_link, "view_link": links.view if links else "",
+        "trending": [{"title": one_line(clean_latex(p.title)), "link": p.link, "meta": one_line(p.byline), "upvotes": p.upvotes}
+                     for p in (trending.papers if trending else ())],
+        "trending_note": note, "items": items,
+    })
+
+
+def _digest_and_reference(picks: list[Ranked], recipient: Recipient = ADA, *, serving: bool = False,
+                          keywords_link: str = "", trending: Trending | None = None) -> tuple[tuple[str, str], tuple[str, str]]:
+    links = digest_links(SERVING, recipient.email, DAY, [p.paper.paper_id for p in picks]) if serving else None
+    unsubscribe = links.unsubscribe_url if links and links.unsubscribe_url else "mailto:u@example.org?subject=unsubscribe"
+    digest = render_digest(recipient=recipient, day=DAY, picks=picks, unsubscribe_link=unsubscribe,
+                           keywords_link=keywords_link, links=links, trending=trending)
+    return (digest.html, digest.text), _reference(recipient, DAY, picks, unsubscribe, keywords_link, links, trending)
+
+
+PAPER_TEXT = st.lists(st.one_of(HOSTILE_PIECES, st.sampled_from(["Lean proves", " theorem proving ", "x" * 90, ". "])),
+                      min_size=1, max_size=8).map("".join)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    texts=st.lists(st.tuples(PAPER_TEXT, PAPER_TEXT), min_size=0, max_size=12),
+    name=st.one_of(st.none(), HOSTILE_TEXT),
+    serving=st.booleans(),
+    keywords_link=st.sampled_from(["", "mailto:d@lab.example.org?subject=Change%20my%20keywords"]),
+    trending_titles=st.one_of(st.none(), st.lists(HOSTILE_TEXT, max_size=3)),
+)
+def test_a_digest_is_what_the_whole_templates_give(
+    texts: list[tuple[str, str]], name: str | None, serving: bool, keywords_link: str, trending_titles: list[str] | None
+) -> None:
+    """The head and foot cut into islands, their blocks rendered once per shape with marks, the
+    cards kept across digests with their slots: none of it may change a byte of the digest."""
+    picks = [
+        Ranked(Paper(f"{title} {n}", abstract, upvotes=n, authors=("A. Author",)), 1.0,
+               (KeywordMatch("theorem proving", ("title", "abstract")), KeywordMatch("Lean", ("abstract",))), picked=True)
+        for n, (title, abstract) in enumerate(texts)
+    ]
+    trending = None
+    if trending_titles is not None:
+        trending = Trending(tuple(Paper(t or "untitled", "x", upvotes=n or None) for n, t in enumerate(trending_titles)),
+                            by_upvotes=bool(trending_titles))
+    recipient = Recipient("ada@example.org", name, ("theorem proving", "Lean"))
+    digest, reference = _digest_and_reference(picks, recipient, serving=serving, keywords_link=keywords_link,
+                                              trending=trending)
+    assert digest == reference
+
+
+def test_a_kept_card_is_right_at_any_position_and_for_anyone() -> None:
+    # "9. " and the title's first two words fill a 72-column line exactly: at "10. " the second
+    # word wraps to the next line, so a card kept from one position is wrong at the other.
+    long_title = "Theorem" + "s" * 33 + " " + "proving" + "s" * 21 + " in Lean, and more words after"
+    assert len(f"9. {long_title}".split(" in Lean")[0]) == 72
+    card = _pick(long_title, "We prove things in Lean. Then more things.")
+    others = [_pick(f"Other paper {n}") for n in range(9)]
+    for picks in ([card], [*others, card], [card], [*others[:8], card]):  # positions 1, 10, 1, 9
+        for serving in (False, True):
+            digest, reference = _digest_and_reference(picks, serving=serving)
+            assert digest == reference
+    assert f"\n9. Theorem{'s' * 33} proving" in _digest_and_reference([*others[:8], card])[0][1]
+    assert f"\n10. Theorem{'s' * 33}\n   proving" in _digest_and_reference([*others, card])[0][1]
+    ada = _digest_and_reference([*others, card], serving=True)[0][1]
+    bob = _digest_and_reference([*others, card], Recipient("bob@example.org", None, ("Lean",)), serving=True)[0][1]
+    assert ada != bob  # each subscriber's own feedback links, in the very same kept cards
+
+
+# quoted-printable bodies joined from pieces encoded apart --------------------------------------
+from newsletter.render import RenderedDigest, Shared  # noqa: E402
+
+BODY_PIECES = st.lists(
+    st.tuples(
+        st.booleans(),
+        st.one_of(
+            st.text(max_size=200),
+            st.sampled_from([
+                "=", " ", "\t", " \n", "\n", "é" * 30, "x" * 75, "y" * 76, "z" * 151, "a=b " * 30, "=\n=",
+                ("a=" * 38)[:75], "\n" + "x" * 76,  # a last encoded line of 76 characters before the "="
+            ]),
+        ),
+    ),
+    min_size=1, max_size=30,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(html_pieces=BODY_PIECES, text_pieces=BODY_PIECES)
+def test_bodies_encoded_piece_by_piece_read_back_exactly(
+    html_pieces: list[tuple[bool, str]], text_pieces: list[tuple[bool, str]]
+) -> None:
+    """Shared pieces are encoded once and kept, the rest in runs, soft line breaks between:
+    the parts read back as the joined text, in lines of at most 76 characters (RFC 2045 §6.7)
+    with no unencoded white space before a line break."""
+    def parts(pieces: list[tuple[bool, str]]) -> tuple[str, ...]:
+        clean = [piece.replace("\r", "") for _, piece in pieces]
+        return tuple(Shared(piece) if shared else piece for (shared, _), piece in zip(pieces, clean))
+
+    html_parts, text_parts = parts(html_pieces), parts(text_pieces)
+    digest = RenderedDigest("Subject", "", "".join(html_parts), "".join(text_parts), html_parts, text_parts)
+    for _ in range(2):  # the second time from the encodings kept on the shared pieces
+        message = compose_message(
+            digest=digest, to_address="ada@example.org", to_name=None, from_address="d@lab.example.org",
+            from_name="", message_id="<m@lab.example.org>", sent_at=datetime(2026, 11, 20, 6, 0, tzinfo=UTC),
+        )
+        parsed = message.parse()
+        for subtype, joined in (("html", digest.html), ("plain", digest.text)):
+            part = parsed.get_body((subtype,))
+            expected = joined if joined.endswith("\n") else joined + "\n"
+            assert part.get_content().replace("\r\n", "\n") == expected  # type: ignore[union-attr]
+        body = message.data.split(b"\r\n\r\n", 1)[1]
+        for line in body.split(b"\r\n"):
+            assert len(line) <= 998
+        for section in body.split(b"quoted-printable\r\n\r\n")[1:]:
+            for line in section.split(b"\r\n--=_digest")[0].split(b"\r\n"):
+                assert len(line) <= 76 and not line.endswith((b" ", b"\t"))
