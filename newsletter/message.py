@@ -272,22 +272,23 @@ def _encode_pieces(pieces: tuple[str, ...] | list[str], out: list[bytes]) -> Non
     to `out` as encoded pieces: a `Shared` piece as encoded on first sight and kept on it, the
     other pieces between two shared ones encoded together."""
     run: list[str] = []
+    shared, append = Shared, out.append  # (locals: this loop runs for every piece of every digest)
     for piece in pieces:
-        if type(piece) is Shared:
+        if type(piece) is shared:
             if run:
                 text = "".join(run)
-                out.append(_encoded_short(text) if len(text) <= SHORT_RUN else _encoded(text))
+                append(_encoded_short(text) if len(text) <= SHORT_RUN else _encoded(text))
                 run = []
             encoded = piece.encoded
             if encoded is None:
                 if not piece:
                     continue
                 encoded = piece.encoded = _encoded(piece)
-            out.append(encoded)
+            append(encoded)
         elif piece:
             run.append(piece)
     if run:
-        out.append(_encoded("".join(run)))
+        append(_encoded("".join(run)))
     # The body's last line break ends its last piece: nothing follows it to join.
     out[-1] = out[-1][:-_SOFT_BREAK]
 
