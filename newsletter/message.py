@@ -7,9 +7,9 @@ values are encoded per message. Each body is quoted-printable, encoded by C code
 (`binascii.b2a_qp`) piece by piece as the renderer joined it: a piece that many digests
 share (`render.Shared`: the template's static text, a card) is encoded once per process and
 the encoding kept on the piece, line ends and all; the subscriber's own values between two
-such pieces are encoded together, and soft line breaks join the pieces. The result is an ordinary
-RFC 5322 / RFC 2045 multipart/alternative message with CRLF line ends; the tests parse
-every message back with the `email` package.
+such pieces are encoded together, and soft line breaks join the pieces. The result is an
+ordinary RFC 5322 / RFC 2045 multipart/alternative message with CRLF line ends; the tests
+parse every message back with the `email` package.
 
 Headers that hold text we do not control (a subject made from a title, a display name) go
 through the `email` package's header machinery whenever they are not plain short ASCII: it
@@ -49,6 +49,7 @@ SAFE_NAME_LENGTH = 40  # a display name this short is never folded
 MAX_LINE = 78  # RFC 5322 2.1.1: header lines SHOULD be no longer
 LONGEST_WORD = 900  # a plain subject with a longer word is encoded (lines MUST stay under 998)
 QP_LINE = 76  # RFC 2045 §6.7: encoded lines are at most 76 characters
+SHORT_RUN = 16  # values this short between shared pieces ("\n", ", ") recur: their encodings are kept
 ENCODED_WORD_BYTES = 45  # 60 base64 characters: "=?utf-8?b?" + 60 + "?=" is 72, under 75
 CRLF = b"\r\n"
 _ADDRESS_SPECIALS = re.compile(r'[()<>\[\]:;@\\,."]')
@@ -262,8 +263,7 @@ def _refolded(encoded: bytes) -> bytes:
     return b"\n".join(lines)
 
 
-_encoded_short = lru_cache(maxsize=1024)(_encoded)  # runs of a few characters ("\n", ", ") recur
-SHORT_RUN = 16
+_encoded_short = lru_cache(maxsize=1024)(_encoded)
 _SOFT_BREAK = len(b"=" + CRLF)
 
 
@@ -272,22 +272,23 @@ def _encode_pieces(pieces: tuple[str, ...] | list[str], out: list[bytes]) -> Non
     to `out` as encoded pieces: a `Shared` piece as encoded on first sight and kept on it, the
     other pieces between two shared ones encoded together."""
     run: list[str] = []
+    shared, append = Shared, out.append  # (locals: this loop runs for every piece of every digest)
     for piece in pieces:
-        if type(piece) is Shared:
+        if type(piece) is shared:
             if run:
                 text = "".join(run)
-                out.append(_encoded_short(text) if len(text) <= SHORT_RUN else _encoded(text))
+                append(_encoded_short(text) if len(text) <= SHORT_RUN else _encoded(text))
                 run = []
             encoded = piece.encoded
             if encoded is None:
                 if not piece:
                     continue
                 encoded = piece.encoded = _encoded(piece)
-            out.append(encoded)
+            append(encoded)
         elif piece:
             run.append(piece)
     if run:
-        out.append(_encoded("".join(run)))
+        append(_encoded("".join(run)))
     # The body's last line break ends its last piece: nothing follows it to join.
     out[-1] = out[-1][:-_SOFT_BREAK]
 

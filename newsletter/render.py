@@ -240,8 +240,7 @@ def _template_source(name: str) -> str:
 # none, so a mark only ever comes from the renderer. Card slots: the position, the feedback
 # links, and the text part's title line (it wraps differently at "9." and "10.").
 POSITION, MORE, LESS, TITLE = "\x01", "\x02", "\x03", "\x04"
-_SLOTS = {POSITION, MORE, LESS, TITLE}
-_SLOT = re.compile("([\x01-\x04])")
+_SLOTS = (POSITION, MORE, LESS, TITLE)
 _POSITIONS = [Shared(number) for number in map(str, range(100))]  # the same in many digests
 _ISLAND_MARKS = [chr(code) for code in range(0x10, 0x20)]  # one per text value of an island
 _ISLAND_MARK = re.compile("([\x10-\x1f])")
@@ -378,11 +377,13 @@ def _escaped(value: Shared) -> Shared:
 
 class _Card(NamedTuple):
     """A template's card: the rendered card is `prefix`, the render of `body`, `suffix`; the
-    static ends are kept once, not in every card."""
+    static ends are kept once, not in every card (and `between` is a suffix and the next
+    card's prefix, one piece between two cards)."""
 
-    prefix: str
+    prefix: Shared
     body: Template
-    suffix: str
+    suffix: Shared
+    between: Shared
 
 
 class _Parts(NamedTuple):
@@ -413,12 +414,9 @@ def _card(source: str, env: Environment) -> _Card:
     for last in _TAG_END.finditer(source):
         pass
     if first is None or last is None or source[first.end()] == "-" or source[last.start() - 1] == "-":
-        return _Card(Shared(), env.from_string(source), Shared())  # whitespace control reaches the ends
-    return _Card(
-        Shared(source[: first.start()]),
-        env.from_string(source[first.start() : last.end()]),
-        Shared(source[last.end() :]),
-    )
+        return _Card(Shared(), env.from_string(source), Shared(), Shared())  # whitespace control reaches the ends
+    prefix, suffix = source[: first.start()], source[last.end() :]
+    return _Card(Shared(prefix), env.from_string(source[first.start() : last.end()]), Shared(suffix), Shared(suffix + prefix))
 
 
 def _cut(source: str, env: Environment) -> _Parts:
@@ -433,17 +431,23 @@ def _cut(source: str, env: Environment) -> _Parts:
     )
 
 
+def _environment(*, autoescape: bool) -> Environment:
+    env = Environment(autoescape=autoescape, undefined=StrictUndefined, keep_trailing_newline=True)
+    # The digest templates call no Jinja global (range, cycler, ...): with none, no render
+    # copies them into its context (a third of a card's render time).
+    env.globals.clear()
+    return env
+
+
 @lru_cache(maxsize=1)
 def _html_parts() -> _Parts:
     compiled = mjml2html(_template_source(HTML_TEMPLATE), fonts={}, disable_comments=True)
-    env = Environment(autoescape=True, undefined=StrictUndefined, keep_trailing_newline=True)
-    return _cut(compiled, env)
+    return _cut(compiled, _environment(autoescape=True))
 
 
 @lru_cache(maxsize=1)
 def _text_parts() -> _Parts:
-    env = Environment(autoescape=False, undefined=StrictUndefined, keep_trailing_newline=True)
-    return _cut(_template_source(TEXT_TEMPLATE), env)
+    return _cut(_template_source(TEXT_TEMPLATE), _environment(autoescape=False))
 
 
 class _Match(NamedTuple):
@@ -471,8 +475,8 @@ class _Item(NamedTuple):
 
 
 class _Rendered(NamedTuple):
-    """One card as pieces, slot marks among them: HTML, plain text, and the title that the
-    text part's title line wraps."""
+    """One card's own pieces (the template's static ends apart), slot marks among them:
+    HTML, plain text, and the title that the text part's title line wraps."""
 
     html: tuple[str, ...]
     text: tuple[str, ...]
@@ -510,16 +514,36 @@ def _rendered_card(pick: Ranked, with_links: bool) -> _Rendered:
         less_link=LESS if with_links else "",
     )
     html_card, text_card = _html_parts().card, _text_parts().card
-    html = _SLOT.split(html_card.body.render(item=item))
-    text = _SLOT.split(text_card.body.render(item=item))
-    size = sum(sys.getsizeof(piece) + len(piece) + PIECE_OVERHEAD for piece in (*html, *text) if piece not in _SLOTS)
-    return _cards.put(key, _Rendered(_slotted(html_card, html), _slotted(text_card, text), paper.title), size)
+    html = _slotted(html_card.body.render(item=item))
+    text = _slotted(text_card.body.render(item=item))
+    own = (piece for piece in (*html, *text) if type(piece) is Shared)  # not the marks
+    size = sum(sys.getsizeof(piece) + len(piece) + PIECE_OVERHEAD for piece in own)
+    return _cards.put(key, _Rendered(html, text, paper.title), size)
 
 
-def _slotted(card: _Card, pieces: list[str]) -> tuple[str, ...]:
-    """A card's pieces: the static ends (the same objects in every card), and its own text
-    cut at the slot marks (the marks themselves stay plain strings)."""
-    return (card.prefix, *(piece if piece in _SLOTS else Shared(piece) for piece in pieces), card.suffix)
+def _slotted(rendered: str) -> tuple[str, ...]:
+    """A rendered card body cut at its slot marks: its text as `Shared` pieces (empty ones
+    left out), the marks as plain strings."""
+    marks = sorted((at, mark) for mark in _SLOTS for at in _occurrences(rendered, mark))
+    pieces: list[str] = []
+    start = 0
+    for at, mark in (*marks, (len(rendered), "")):
+        if at > start:
+            pieces.append(Shared(rendered[start:at]))
+        if mark:
+            pieces.append(mark)
+        start = at + 1
+    return tuple(pieces)
+
+
+def _occurrences(text: str, mark: str) -> list[int]:
+    """Where `mark` is in `text` (str.find: faster than a regular expression on a card)."""
+    found: list[int] = []
+    at = text.find(mark)
+    while at >= 0:
+        found.append(at)
+        at = text.find(mark, at + 1)
+    return found
 
 
 def render_digest(
@@ -571,6 +595,8 @@ def render_digest(
     with_links = bool(more_links)
     for position, pick in enumerate(picks, start=1):
         card = _rendered_card(pick, with_links)
+        html_parts.append(html.card.prefix if position == 1 else html.card.between)
+        text_parts.append(text.card.prefix if position == 1 else text.card.between)
         number = _POSITIONS[position] if position < len(_POSITIONS) else str(position)
         html_values = {POSITION: number}
         text_values = {TITLE: _wrapped_title(position, card.title)}
@@ -581,6 +607,9 @@ def render_digest(
             text_values |= {MORE: more, LESS: less}
         html_parts.extend(map(html_values.get, card.html, card.html))
         text_parts.extend(map(text_values.get, card.text, card.text))
+    if picks:
+        html_parts.append(html.card.suffix)
+        text_parts.append(text.card.suffix)
     html_parts.extend(html.foot.render(context))
     text_parts.extend(text.foot.render(context))
     return RenderedDigest(
