@@ -56,9 +56,11 @@ PREHEADER_LIMIT = 150  # what inbox lists show beside the subject, at most
 PREHEADER_TITLES = 3
 TEXT_WIDTH = 72
 # Memory the rendered cards of one process may hold (least recently used go first). A card
-# takes about 6 KB (its own HTML and plain text, and their encodings); a day of 100,000
-# subscribers has about 47,000 distinct cards, most of them shown to a few subscribers only.
-CARDS_KEPT_BYTES = 32 * 1024 * 1024
+# takes about 6 KB (its own HTML and plain text, and their encodings), so about 4,300 are
+# kept; a day of 100,000 subscribers has about 47,000 distinct cards, most of them shown to a
+# few subscribers only, and renders 1.9 cards per digest with this budget (1.7 with 32 MiB,
+# a pool worker then peaking 10 MiB higher, at about 220 MiB).
+CARDS_KEPT_BYTES = 24 * 1024 * 1024
 # What a piece of a card costs beside its text: its encoding (about as long as the text)
 # and the attribute dictionary that holds it.
 PIECE_OVERHEAD = 340
