@@ -40,8 +40,9 @@ from email.utils import format_datetime
 from functools import lru_cache
 from urllib.parse import quote
 
-from newsletter.render import RenderedDigest, Shared, one_line
+from newsletter.render import RenderedDigest, one_line
 from newsletter.signing import DkimKey, sign_bytes
+from newsletter.templating import Shared
 
 LIST_ID_LABEL = "Research digest"
 KEYWORDS_SUBJECT = "Change my keywords"

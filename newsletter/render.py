@@ -1,11 +1,8 @@
 """Rendering: a subscriber's picks in, subject + preheader + HTML + plain text out. Pure.
 
-The MJML template is compiled to HTML once per process (mjml-python keeps Jinja tags intact)
-and cut into three precompiled Jinja parts: the head (up to the paper cards), one card, and
-the foot. Jinja fills them with autoescaping on, so dump text is only ever escaped data: it
-is never parsed as MJML or as template code. The plain-text part is cut the same way and
-rendered without HTML escaping (an `&amp;` would be wrong there); it carries no markup that
-text could break, and every value is flattened to printable text first.
+The digest templates are compiled once per process and cut into a head, one card and a foot
+(`newsletter.templating`: Jinja fills them with autoescaping on, so dump text is only ever
+escaped data). Every value is flattened to printable text first.
 
 Work is done once per process wherever the result does not depend on the subscriber:
 
@@ -13,15 +10,12 @@ Work is done once per process wherever the result does not depend on the subscri
 - a card (HTML and text together) once per (paper, matched keywords): its position, the
   subscriber's feedback links and, in the text part, the wrapped title line (whose wrapping
   depends on the position) are slots filled per digest. Cards are kept in a memo bounded by
-  memory (`CARDS_KEPT_BYTES`), and a card's static markup before and after its first and
-  last value is one shared string, not a copy per card;
-- the head and foot are static text and small Jinja "islands"; an island with an `{% if %}`
-  or a loop is rendered once per shape (which of its text values are empty, and its other
-  values), with marks in place of the text values, which are filled in per digest.
+  memory (`CARDS_KEPT_BYTES`; least recently used go first);
+- the head's and foot's blocks once per shape, their values filled in per digest.
 
-So a digest is its head, cached cards and foot joined: no Jinja call at all once the day's
-cards exist, and the pieces that many digests share are the very same string objects, which
-the message encodes once (`message.compose_message`).
+So a digest is its head, kept cards and foot joined: no Jinja call at all once the day's
+cards exist, and the pieces that many digests share are the very same `Shared` string
+objects, which the message encodes once (`message.compose_message`).
 """
 
 from __future__ import annotations
@@ -32,33 +26,29 @@ import textwrap
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
-from pathlib import Path
 from typing import NamedTuple
 
-from jinja2 import Environment, StrictUndefined, Template, meta, nodes
 from markupsafe import escape
-from mjml import mjml2html
 
+from newsletter import templating
 from newsletter.highlight import Segment, excerpt, highlight, match_spans, opening
 from newsletter.links import DigestLinks
 from newsletter.memo import Kept
 from newsletter.models import Paper, Ranked, Trending
+from newsletter.templating import Shared
 from newsletter.text import clean_latex
 
-# A wheel carries templates/ inside the package (pyproject maps it to newsletter/templates);
-# a source checkout or editable install reads the top-level templates/ folder.
-TEMPLATE_DIRS = (Path(__file__).parent / "templates", Path(__file__).parent.parent / "templates")
-HTML_TEMPLATE = "digest.mjml.j2"
-TEXT_TEMPLATE = "digest.txt.j2"
 ABSTRACT_LIMIT = 420
 SUBJECT_TITLE_LIMIT = 80
 PREHEADER_LIMIT = 150  # what inbox lists show beside the subject, at most
 PREHEADER_TITLES = 3
 TEXT_WIDTH = 72
 # Memory the rendered cards of one process may hold (least recently used go first). A card
-# takes about 6 KB (its own HTML and plain text, and their encodings); a day of 100,000
-# subscribers has about 47,000 distinct cards, most of them shown to a few subscribers only.
-CARDS_KEPT_BYTES = 32 * 1024 * 1024
+# takes about 6 KB (its own HTML and plain text, and their encodings), so about 4,300 are
+# kept; a day of 100,000 subscribers has about 47,000 distinct cards, most of them shown to a
+# few subscribers only, and renders 1.9 cards per digest with this budget (1.7 with 32 MiB,
+# a pool worker then peaking 10 MiB higher, at about 220 MiB).
+CARDS_KEPT_BYTES = 24 * 1024 * 1024
 # What a piece of a card costs beside its text: its encoding (about as long as the text)
 # and the attribute dictionary that holds it.
 PIECE_OVERHEAD = 340
@@ -66,9 +56,6 @@ PAPERS_KEPT = 4096  # papers whose cleaned text is kept (a day's listing has a f
 EXCERPTS_KEPT = 4096  # abstract excerpts (one per paper and first match: about 3,500 a day)
 TITLE_LINES_KEPT = 8192  # the text part's title lines (one per paper and position)
 LINES_KEPT = 16384  # keywords and titles flattened to one line
-SHARED_STATIC = 64  # shorter static text of a head or foot is encoded with the values beside it
-LOOP_START = "{% for item in items %}"
-LOOP_END = "{% endfor %}"
 # Control characters, line/paragraph separators, and the bidi embeddings and overrides
 # (U+202A-U+202E, U+2066-U+2069): no title needs them, and an override can make a subject
 # or a sender read backwards. Right-to-left scripts need none of them to show correctly.
@@ -82,15 +69,6 @@ class Recipient:
     email: str
     name: str | None
     keywords: tuple[str, ...]
-
-
-class Shared(str):
-    """A piece of a digest that many digests share (the template's static text, a card, a
-    position). The message encodes it once per process and keeps the encoding on it
-    (`encoded`, set by `message.compose_message`), so the encoding lives as long as the
-    piece: a card dropped from the memo takes its encodings along."""
-
-    encoded: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -228,13 +206,6 @@ def _trending_context(trending: Trending | None) -> tuple[tuple[_TrendingPaper, 
     return papers, note
 
 
-def _template_source(name: str) -> str:
-    for directory in TEMPLATE_DIRS:
-        if (directory / name).is_file():
-            return (directory / name).read_text(encoding="utf-8")
-    raise FileNotFoundError(f"template {name} not found in {', '.join(map(str, TEMPLATE_DIRS))}")
-
-
 # Marks in place of values, cut out and filled per digest. one_line() drops control
 # characters from everything a dump or a subscribers file supplies, and the templates hold
 # none, so a mark only ever comes from the renderer. Card slots: the position, the feedback
@@ -242,125 +213,6 @@ def _template_source(name: str) -> str:
 POSITION, MORE, LESS, TITLE = "\x01", "\x02", "\x03", "\x04"
 _SLOTS = (POSITION, MORE, LESS, TITLE)
 _POSITIONS = [Shared(number) for number in map(str, range(100))]  # the same in many digests
-_ISLAND_MARKS = [chr(code) for code in range(0x10, 0x20)]  # one per text value of an island
-_ISLAND_MARK = re.compile("([\x10-\x1f])")
-
-
-class _Island:
-    """One `{% if %}` / `{% for %}` block of a head or foot, rendered by Jinja once per shape.
-
-    Its text values (names used only as `{{ name }}` or as an `{% if name %}` test) are given
-    to Jinja as marks, or as "" when empty, which is all Jinja can tell of them there; its
-    other values (the trending papers) are given as they are and are part of the shape."""
-
-    def __init__(self, source: str, env: Environment) -> None:
-        tree = env.parse(source)
-        names = sorted(meta.find_undeclared_variables(tree))
-        fillable = _fillable_names(tree)
-        self.template = env.from_string(source)
-        self.texts = [name for name in names if name in fillable]
-        self.others = [name for name in names if name not in fillable]
-        if len(self.texts) > len(_ISLAND_MARKS):
-            raise ValueError(f"too many values in one block of the digest template: {source[:60]!r}")
-        self.shapes: dict[tuple[object, ...], tuple[str, ...]] = {}
-
-    def pieces(self, context: dict[str, object]) -> tuple[str, ...]:
-        """The block as pieces: its static text at even places, marks at odd places."""
-        shape = (*(bool(context[name]) for name in self.texts), *(context[name] for name in self.others))
-        pieces = self.shapes.get(shape)
-        if pieces is None:
-            values = {name: context[name] for name in self.others}
-            for mark, name in zip(_ISLAND_MARKS, self.texts):
-                values[name] = mark if context[name] else ""
-            if len(self.shapes) >= 256:  # shapes come from settings and trending lists: few
-                self.shapes.clear()
-            pieces = tuple(map(_shared, _ISLAND_MARK.split(self.template.render(values))))
-            self.shapes[shape] = pieces
-        return pieces
-
-
-def _shared(piece: str) -> str:
-    """A static piece of a head or foot as `Shared` when it is long enough to be worth
-    encoding once; a short one is encoded with the values beside it (one encoding per run)."""
-    return Shared(piece) if len(piece) >= SHARED_STATIC else piece
-
-
-def _fillable_names(tree: nodes.Template) -> set[str]:
-    """Names used in `tree` only as `{{ name }}` or as an `{% if name %}` test, whose text
-    can be filled in after rendering without Jinja seeing it."""
-    used: set[str] = set()
-    other: set[str] = set()
-
-    def walk(node: nodes.Node, parent: nodes.Node | None) -> None:
-        if isinstance(node, nodes.Name) and node.ctx == "load":
-            plain = isinstance(parent, nodes.Output) or (isinstance(parent, nodes.If) and parent.test is node)
-            (used if plain else other).add(node.name)
-        for child in node.iter_child_nodes():
-            walk(child, node)
-
-    walk(tree, None)
-    return used - other
-
-
-class _Islands:
-    """A template as static text, plain `{{ name }}` values and `_Island` blocks: rendering
-    gives a list of pieces in which the static ones are the very same string objects every
-    time, so the message encodes them once."""
-
-    _TAG = re.compile(r"{{.*?}}|{%-?\s*(\w+).*?-?%}", re.S)
-    _NAME = re.compile(r"{{\s*(\w+)\s*}}")
-    _OPENERS, _CLOSERS = {"if", "for"}, {"endif", "endfor"}
-
-    def __init__(self, source: str, env: Environment) -> None:
-        self.escape = bool(env.autoescape)
-        self.parts: list[str | tuple[str] | _Island] = []
-        position = 0
-        tags = list(self._TAG.finditer(source))
-        index = 0
-        while index < len(tags):
-            tag = tags[index]
-            end_index = index
-            if tag.group(1) in self._OPENERS:
-                depth = 0
-                for end_index in range(index, len(tags)):
-                    word = tags[end_index].group(1)
-                    depth += word in self._OPENERS
-                    depth -= word in self._CLOSERS
-                    if depth == 0:
-                        break
-            elif tag.group(1) is not None:
-                raise ValueError(f"unexpected {tag.group()} outside a block in the digest template")
-            if tag.start() > position:
-                self.parts.append(_shared(source[position : tag.start()]))
-            island_end = tags[end_index].end()
-            island = source[tag.start() : island_end]
-            name = self._NAME.fullmatch(island)
-            # A plain `{{ name }}` is looked up here (escaped as Jinja would); blocks are islands.
-            self.parts.append((name.group(1),) if name else _Island(island, env))
-            position = island_end
-            index = end_index + 1
-        if position < len(source):
-            self.parts.append(_shared(source[position:]))
-
-    def render(self, context: dict[str, object]) -> list[str]:
-        pieces: list[str] = []
-        for part in self.parts:
-            if isinstance(part, str):
-                pieces.append(part)
-            elif type(part) is tuple:
-                pieces.append(self._value(context[part[0]]))  # a missing name fails, as StrictUndefined would
-            else:
-                island = part.pieces(context)
-                pieces.append(island[0])
-                for number in range(1, len(island), 2):
-                    pieces.append(self._value(context[part.texts[ord(island[number]) - 0x10]]))
-                    pieces.append(island[number + 1])
-        return pieces
-
-    def _value(self, value: object) -> str:
-        if type(value) is Shared:  # a value many digests share: escaped once, still shared
-            return _escaped(value) if self.escape else value
-        return str(escape(value)) if self.escape else str(value)
 
 
 @lru_cache(maxsize=256)
@@ -368,86 +220,6 @@ def _recurring(value: str) -> Shared:
     """A value of the head or foot that recurs in many digests (the day, the headline, the
     greeting without a name, the operator's links), as one shared piece."""
     return Shared(value)
-
-
-@lru_cache(maxsize=256)
-def _escaped(value: Shared) -> Shared:
-    return Shared(escape(value))
-
-
-class _Card(NamedTuple):
-    """A template's card: the rendered card is `prefix`, the render of `body`, `suffix`; the
-    static ends are kept once, not in every card (and `between` is a suffix and the next
-    card's prefix, one piece between two cards)."""
-
-    prefix: Shared
-    body: Template
-    suffix: Shared
-    between: Shared
-
-
-class _Parts(NamedTuple):
-    head: _Islands
-    card: _Card
-    foot: _Islands
-
-
-_LOOP_TAG = re.compile(r"{%-?\s*(for|endfor)\b")
-_ANY_TAG = re.compile(r"{[{%#]")
-_TAG_END = re.compile(r"[}%#]}")
-
-
-def _loop_end(source: str, start: int) -> int:
-    """Where the loop opened at `start` closes: its matching LOOP_END (loops nest)."""
-    depth = 0
-    for tag in _LOOP_TAG.finditer(source, start):
-        depth += 1 if tag.group(1) == "for" else -1
-        if depth == 0:
-            return source.index(LOOP_END, tag.start())
-    raise ValueError("the card loop of the digest template is never closed")
-
-
-def _card(source: str, env: Environment) -> _Card:
-    """The card's static text before its first tag and after its last one, and the rest."""
-    first = _ANY_TAG.search(source)
-    last = None
-    for last in _TAG_END.finditer(source):
-        pass
-    if first is None or last is None or source[first.end()] == "-" or source[last.start() - 1] == "-":
-        return _Card(Shared(), env.from_string(source), Shared(), Shared())  # whitespace control reaches the ends
-    prefix, suffix = source[: first.start()], source[last.end() :]
-    return _Card(Shared(prefix), env.from_string(source[first.start() : last.end()]), Shared(suffix), Shared(suffix + prefix))
-
-
-def _cut(source: str, env: Environment) -> _Parts:
-    """A template cut at its loop over the cards (LOOP_START and its own LOOP_END; the card
-    has loops of its own, and other sections may follow): before, the loop's body, after."""
-    start = source.index(LOOP_START)
-    end = _loop_end(source, start)
-    return _Parts(
-        _Islands(source[:start], env),
-        _card(source[start + len(LOOP_START) : end], env),
-        _Islands(source[end + len(LOOP_END) :], env),
-    )
-
-
-def _environment(*, autoescape: bool) -> Environment:
-    env = Environment(autoescape=autoescape, undefined=StrictUndefined, keep_trailing_newline=True)
-    # The digest templates call no Jinja global (range, cycler, ...): with none, no render
-    # copies them into its context (a third of a card's render time).
-    env.globals.clear()
-    return env
-
-
-@lru_cache(maxsize=1)
-def _html_parts() -> _Parts:
-    compiled = mjml2html(_template_source(HTML_TEMPLATE), fonts={}, disable_comments=True)
-    return _cut(compiled, _environment(autoescape=True))
-
-
-@lru_cache(maxsize=1)
-def _text_parts() -> _Parts:
-    return _cut(_template_source(TEXT_TEMPLATE), _environment(autoescape=False))
 
 
 class _Match(NamedTuple):
@@ -513,7 +285,7 @@ def _rendered_card(pick: Ranked, with_links: bool) -> _Rendered:
         more_link=MORE if with_links else "",
         less_link=LESS if with_links else "",
     )
-    html_card, text_card = _html_parts().card, _text_parts().card
+    html_card, text_card = templating.html_parts().card, templating.text_parts().card
     html = _slotted(html_card.body.render(item=item))
     text = _slotted(text_card.body.render(item=item))
     own = (piece for piece in (*html, *text) if type(piece) is Shared)  # not the marks
@@ -588,7 +360,7 @@ def render_digest(
         "trending": trending_papers,
         "trending_note": _recurring(trending_note),
     }
-    html, text = _html_parts(), _text_parts()
+    html, text = templating.html_parts(), templating.text_parts()
     html_parts = html.head.render(context)
     text_parts = text.head.render(context)
     more_links, less_links = (links.more, links.less) if links else ({}, {})

@@ -127,7 +127,7 @@ from html.parser import HTMLParser  # noqa: E402
 
 from digests import READER, example_picks, heavy_picks, hostile_pick, render  # noqa: E402
 
-from newsletter.render import one_line, subject_line  # noqa: E402
+from newsletter.render import one_line, preheader_line, subject_line  # noqa: E402
 
 GMAIL_CLIP_BYTES = 100 * 1024
 MIN_CONTRAST = 4.5
@@ -325,7 +325,7 @@ import textwrap  # noqa: E402
 from jinja2 import Environment, StrictUndefined  # noqa: E402
 from mjml import mjml2html  # noqa: E402
 
-from newsletter import render as render_module  # noqa: E402
+from newsletter import templating  # noqa: E402
 from newsletter.highlight import highlight  # noqa: E402
 from newsletter.links import DigestLinks, LinkSettings, digest_links  # noqa: E402
 from newsletter.models import Trending  # noqa: E402
@@ -335,8 +335,8 @@ SERVING = LinkSettings(public_url="https://news.example", key="render-test-key")
 
 def _whole_templates(context: dict[str, object]) -> tuple[str, str]:
     """Both templates rendered by Jinja in one go, uncut: what a digest must equal."""
-    html_source = mjml2html(render_module._template_source(render_module.HTML_TEMPLATE), fonts={}, disable_comments=True)
-    text_source = render_module._template_source(render_module.TEXT_TEMPLATE)
+    html_source = mjml2html(templating.template_source(templating.HTML_TEMPLATE), fonts={}, disable_comments=True)
+    text_source = templating.template_source(templating.TEXT_TEMPLATE)
     html_env = Environment(autoescape=True, undefined=StrictUndefined, keep_trailing_newline=True)
     text_env = Environment(autoescape=False, undefined=StrictUndefined, keep_trailing_newline=True)
     return html_env.from_string(html_source).render(context), text_env.from_string(text_source).render(context)
@@ -373,7 +373,7 @@ def _reference(recipient: Recipient, day: date, picks: list[Ranked], unsubscribe
         note = ("The most-upvoted papers of the day's listing." if trending.by_upvotes else
                 "Today's listing gives no upvote counts, so these are its first papers, in its order.")
     return _whole_templates({
-        "subject": subject_line(picks, keywords), "preheader": render_module.preheader_line(picks),
+        "subject": subject_line(picks, keywords), "preheader": preheader_line(picks),
         "day_label": f"{day:%A}, {day.day} {day:%B %Y}",
         "headline": f"{count} paper{'' if count == 1 else 's'} picked for you" if count else "Nothing new for you today",
         "greeting": (f"Hello {one_line(recipient.name)}, here" if recipient.name else "Here") + (
@@ -447,7 +447,8 @@ def test_a_kept_card_is_right_at_any_position_and_for_anyone() -> None:
 
 
 # quoted-printable bodies joined from pieces encoded apart --------------------------------------
-from newsletter.render import RenderedDigest, Shared  # noqa: E402
+from newsletter.render import RenderedDigest  # noqa: E402
+from newsletter.templating import Shared  # noqa: E402
 
 BODY_PIECES = st.lists(
     st.tuples(
