@@ -14,7 +14,6 @@ import random
 import re
 import ssl
 from dataclasses import dataclass
-from pathlib import Path
 
 import aiosmtplib
 
