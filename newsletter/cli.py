@@ -13,7 +13,7 @@ import os
 import sys
 import webbrowser
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date
 from importlib.metadata import version as package_version
@@ -49,7 +49,7 @@ SubscriberOption = Annotated[
 ]
 
 
-def _subscribers(settings: Settings, only: str | None, *, strict: bool = False) -> list[Subscriber]:
+def _subscribers(settings: Settings, only: str | None, *, strict: bool = False) -> Sequence[Subscriber]:
     with _operator_errors():
         loaded: SubscriberList = load_subscribers(
             settings.subscribers_file,
@@ -62,7 +62,7 @@ def _subscribers(settings: Settings, only: str | None, *, strict: bool = False) 
     if strict and loaded.problems:
         raise typer.Exit(1)
     if only is None:
-        return list(loaded.subscribers)
+        return loaded.subscribers
     found = loaded.find(only)
     if found is None:
         _fail(f"{only} is not a valid entry in {settings.subscribers_file}")
@@ -96,7 +96,7 @@ def _ingest(runtime: Runtime, path: Path | None = None) -> ingesting.IngestRepor
 SUMMARY_ROWS = 50  # past this many subscribers, the table groups the outcomes by reason
 
 
-def _summary(title: str, outcomes: list[Outcome]) -> None:
+def _summary(title: str, outcomes: Sequence[Outcome]) -> None:
     """One row per subscriber; for a long list, the failures alone and the rest by reason."""
     colours = {"sent": "green", "previewed": "green", "failed": "red", "skipped": "yellow", "deferred": "yellow"}
     if len(outcomes) > SUMMARY_ROWS:
@@ -113,7 +113,7 @@ def _summary(title: str, outcomes: list[Outcome]) -> None:
     out.print(table)
 
 
-def _grouped_summary(title: str, outcomes: list[Outcome], colours: dict[str, str]) -> None:
+def _grouped_summary(title: str, outcomes: Sequence[Outcome], colours: dict[str, str]) -> None:
     failed = [o for o in outcomes if o.status == "failed"]
     if failed:
         table = Table(title=f"{title}: failures", title_justify="left")

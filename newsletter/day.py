@@ -46,9 +46,10 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from newsletter.delivery import Transport
 from newsletter.errors import ConfigError, DeliveryError
@@ -56,6 +57,8 @@ from newsletter.models import DeliveryState, Outcome, OutcomeStatus, Sender
 from newsletter.planning import Retry, local_day
 from newsletter.preparing import Prepared, Preparer, PrepareSetup, inline_preparer, pool_preparer
 from newsletter.store import Claim, DeliveryEvent, Lease, Store
+from newsletter.outcomes import OutcomeLog
+from newsletter.roster import timezones
 from newsletter.subscribers import Subscriber
 
 log = logging.getLogger(__name__)
@@ -121,7 +124,7 @@ class DayReport:
     """One outcome per digest, in the order of the subscribers; why the run stopped early if it
     did; where the digests went; deferred digests still waiting afterwards."""
 
-    outcomes: list[Outcome] = field(default_factory=list)
+    outcomes: OutcomeLog = field(default_factory=OutcomeLog)
     stopped: str | None = None
     transport: str = ""
     waiting: int = 0  # deferred digests that wait for a later try
@@ -129,12 +132,12 @@ class DayReport:
     held: int = 0  # digests another run had claimed (a worker on the same shard): theirs to send
 
     def count(self, status: OutcomeStatus | str) -> int:
-        return sum(o.status == status for o in self.outcomes)
+        return self.outcomes.count(status)
 
     @property
     def retried(self) -> int:
         """Digests sent that needed more than one attempt."""
-        return sum(o.attempts > 1 and o.status == OutcomeStatus.SENT for o in self.outcomes)
+        return self.outcomes.retried
 
     @property
     def ok(self) -> bool:
@@ -269,13 +272,13 @@ async def _run_day(
     budget = ErrorBudget(options.max_error_rate)
     connections = max(1, transport.concurrency)
     queue: asyncio.Queue[_Job | None] = asyncio.Queue(maxsize=2 * connections)
-    results: list[tuple[int, int, Outcome]] = []  # (subscriber position, order, outcome)
+    results = OutcomeLog()  # in a spool: a run of 100,000 must not hold 100,000 objects
     writer = LedgerWriter(store, Lease(options.claim_owner or default_owner(), options.claim_seconds))
     held = 0
     pending_bounces = store.pending_bounces()
     setup = PrepareSetup(
         database_url=store.url,
-        days=tuple(sorted({local_day(s, now) for s in _one_per_zone(subscribers)})),
+        days=days_at(timezones(subscribers), now),
         sender=sender,
         now=now,
         retry=options.retry,
@@ -289,7 +292,7 @@ async def _run_day(
     )
 
     def outcome(item: Prepared, status: OutcomeStatus, detail: str, attempts: int = 0) -> None:
-        results.append((item.position, item.order, Outcome(item.email, status, item.papers, detail, item.subject, attempts)))
+        results.add(Outcome(item.email, status, item.papers, detail, item.subject, attempts), item.position, item.order)
 
     def deferral(item: Prepared, reason: str) -> DeliveryEvent:
         """`deferred` with the next try after backoff, or `failed` once its lifetime is over."""
@@ -409,9 +412,8 @@ async def _run_day(
         log.error("%s is now suppressed (NEWSLETTER_SUPPRESS_AFTER=%d)", address, options.suppress_after)
     if budget.stopped:
         log.error("%s", budget.stopped)
-    results.sort(key=lambda entry: (entry[0], entry[1]))
     waiting, next_try = store.deferred_waiting(clock())
-    return DayReport([o for _, _, o in results], budget.stopped, transport.name, waiting, next_try, held)
+    return DayReport(results, budget.stopped, transport.name, waiting, next_try, held)
 
 
 def default_owner() -> str:
@@ -419,12 +421,9 @@ def default_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _one_per_zone(subscribers: Sequence[Subscriber]) -> list[Subscriber]:
-    """One subscriber per time zone: enough to know which days are in play."""
-    seen: dict[str, Subscriber] = {}
-    for subscriber in subscribers:
-        seen.setdefault(subscriber.timezone, subscriber)
-    return list(seen.values())
+def days_at(zones: Iterable[str], now: datetime) -> tuple[date, ...]:
+    """The calendar days it is at `now` in `zones`: the days whose digests are in play."""
+    return tuple(sorted({now.astimezone(ZoneInfo(zone)).date() for zone in zones}))
 
 
 def send_copy(

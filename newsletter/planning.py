@@ -150,7 +150,7 @@ class Planner:
         """(position in `subscribers`, plan): one or more per subscriber, in order: due deferred
         digests of earlier days first, then today's digest (or the reason there is none)."""
         ranking: list[tuple[int, Subscriber, date, str]] = []
-        out: list[list[Plan]] = [[] for _ in subscribers]
+        out: list[list[Plan]] = [[] for _ in range(len(subscribers))]
         replans: list[tuple[int, Subscriber, LedgerRow]] = []
         for position, subscriber in enumerate(subscribers):
             day = local_day(subscriber, self.now)

@@ -262,7 +262,7 @@ class _Pool:
             first = next(starts, None)
             if first is None:
                 return False
-            chunk = list(subscribers[first : first + POOL_BATCH])
+            chunk = subscribers[first : first + POOL_BATCH]  # a roster's slice: one block of bytes
             pending.append(loop.run_in_executor(self.executor, _prepare_in_worker, chunk, first))
             return True
 

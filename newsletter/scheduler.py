@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import signal
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from types import FrameType
 from zoneinfo import ZoneInfo
@@ -39,6 +39,7 @@ from newsletter import dispatch
 from newsletter.runtime import Runtime
 from newsletter.logs import fields
 from newsletter.settings import Settings, parse_send_at
+from newsletter.roster import Roster
 from newsletter.subscribers import Subscriber
 
 log = logging.getLogger(__name__)
@@ -49,13 +50,16 @@ RETRY_JOB = "retry"
 MISFIRE_GRACE_SECONDS = 3600
 
 
-def send_groups(subscribers: Iterable[Subscriber]) -> dict[SendGroup, list[Subscriber]]:
-    """Active subscribers grouped by when their digest is due."""
-    groups: dict[SendGroup, list[Subscriber]] = defaultdict(list)
-    for subscriber in subscribers:
+def send_groups(subscribers: Sequence[Subscriber]) -> dict[SendGroup, Sequence[Subscriber]]:
+    """Active subscribers grouped by when their digest is due (of a roster, rosters sharing
+    its spool: the service holds no subscriber objects between runs)."""
+    places: dict[SendGroup, list[int]] = defaultdict(list)
+    for position, subscriber in enumerate(subscribers):
         if subscriber.active:
-            groups[(subscriber.timezone, subscriber.send_at)].append(subscriber)
-    return dict(groups)
+            places[(subscriber.timezone, subscriber.send_at)].append(position)
+    if isinstance(subscribers, Roster):
+        return {group: subscribers.pick(positions) for group, positions in places.items()}
+    return {group: [subscribers[p] for p in positions] for group, positions in places.items()}
 
 
 def slot_time(group: SendGroup, now: datetime) -> datetime:
@@ -113,11 +117,11 @@ class Service:
             },
         )
 
-    def _subscribers(self) -> list[Subscriber]:
+    def _subscribers(self) -> Roster:
         loaded = self.runtime.subscribers()
         for problem in loaded.problems:
             log.warning("subscriber skipped: %s", problem)
-        return list(loaded.subscribers)
+        return loaded.subscribers
 
     def beat(self) -> None:
         """Tell `newsletter status --health` that the service is alive."""
@@ -143,7 +147,7 @@ class Service:
         except NewsletterError as exc:
             log.error("ingest: %s", exc)
 
-    def reconcile(self, subscribers: list[Subscriber]) -> dict[SendGroup, list[Subscriber]]:
+    def reconcile(self, subscribers: Sequence[Subscriber]) -> dict[SendGroup, Sequence[Subscriber]]:
         """Make the send jobs match the subscribers file."""
         groups = send_groups(subscribers)
         wanted = {job_id(group): group for group in groups}
@@ -180,7 +184,7 @@ class Service:
             due = self.store.deferred_due(datetime.now(UTC))
             if not due:
                 return
-            chosen = [s for s in self._subscribers() if s.email in due]
+            chosen = self._subscribers().where(lambda s: s.email in due)
             if not chosen:
                 return
             log.info("retry round", extra=fields(due=len(due)))

@@ -8,106 +8,20 @@ Only a file that cannot be read as a whole raises `SubscribersError`.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import yaml
-from email_validator import EmailNotValidError, validate_email
-from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic.dataclasses import dataclass as validated_dataclass
+from pydantic import ValidationError
 
 from newsletter.errors import SubscribersError
-from newsletter.settings import check_timezone, parse_send_at
+from newsletter.roster import Roster
+from newsletter.subscriber import DEFAULTABLE_FIELDS, Subscriber
 
-CONTROL_CHARACTERS = frozenset(chr(code) for code in range(32)) | {"\x7f"}
-DEFAULTABLE_FIELDS = ("max_papers", "send_at", "timezone", "exclude", "active", "send_empty", "trending")
-MAX_TRENDING = 50
-
-
-def _single_line(value: str, what: str) -> str:
-    if any(ch in CONTROL_CHARACTERS for ch in value):
-        raise ValueError(f"{what} must be one line of text without control characters")
-    return value.strip()
-
-
-@validated_dataclass(frozen=True, slots=True, kw_only=True, config=ConfigDict(extra="forbid"))
-class Subscriber:
-    """One validated entry. Unknown fields are errors, so typos do not pass silently.
-
-    A validated dataclass with slots, not a model: a day may hold 100,000 of them, and a slotted
-    value is about 150 bytes where a model with its per-instance dict and set of fields set was
-    1.2 KB. Keywords and other repeated text are interned, so each distinct keyword is stored once.
-    """
-
-    email: str
-    name: str | None = None
-    keywords: tuple[str, ...] = ()
-    exclude: tuple[str, ...] = ()
-    authors: tuple[str, ...] = ()  # papers by these authors are picked (where dumps name authors)
-    trending: int = Field(default=0, ge=0, le=MAX_TRENDING)  # the day's N most-upvoted papers
-    max_papers: int = Field(ge=1, le=100)
-    timezone: str
-    send_at: str
-    active: bool = True
-    send_empty: bool = False
-
-    @field_validator("email", mode="before")
-    @classmethod
-    def _valid_email(cls, value: object) -> str:
-        if not isinstance(value, str):
-            raise ValueError("email must be text")
-        try:
-            # Header safety: the validator rejects spaces, line breaks and anything that
-            # is not a plain address, so nothing from YAML can reach a header unchecked.
-            return validate_email(value, check_deliverability=False).normalized
-        except EmailNotValidError:
-            raise ValueError("email is not a valid address") from None
-
-    @field_validator("name")
-    @classmethod
-    def _valid_name(cls, value: str | None) -> str | None:
-        return None if value is None else _single_line(value, "name")
-
-    @model_validator(mode="after")
-    def _asks_for_something(self) -> Subscriber:
-        if not (self.keywords or self.authors or self.trending):
-            raise ValueError(
-                "keywords must list at least one keyword (or the entry must follow authors "
-                "or ask for trending papers)"
-            )
-        return self
-
-    @field_validator("keywords", "exclude", "authors", mode="before")
-    @classmethod
-    def _keyword_list(cls, value: object) -> object:
-        if isinstance(value, str):
-            value = [value]
-        if not isinstance(value, list | tuple):
-            raise ValueError("must be a list of keywords, e.g. [theorem proving, Lean]")
-        cleaned = []
-        for item in value:
-            if not isinstance(item, str | int | float) or not str(item).strip():
-                raise ValueError("keywords must be non-empty text")
-            cleaned.append(sys.intern(_single_line(str(item), "a keyword")))
-        return tuple(cleaned)
-
-    @field_validator("timezone")
-    @classmethod
-    def _valid_timezone(cls, value: str) -> str:
-        return sys.intern(check_timezone(value))
-
-    @field_validator("send_at", mode="before")
-    @classmethod
-    def _valid_send_at(cls, value: object) -> str:
-        if isinstance(value, int):  # YAML 1.1 reads an unquoted 07:30 as 450 (sexagesimal)
-            raise ValueError(f'send_at must be quoted, e.g. "07:30" (YAML read it as {value})')
-        if not isinstance(value, str):
-            raise ValueError('send_at must be a time of day as "HH:MM"')
-        parse_send_at(value)
-        return sys.intern(value.strip())
+__all__ = ["Subscriber", "SubscriberList", "SubscriberProblem", "load_subscribers", "parse_subscribers"]
 
 
 @dataclass(frozen=True)
@@ -126,12 +40,15 @@ class SubscriberProblem:
 
 @dataclass(frozen=True)
 class SubscriberList:
-    subscribers: tuple[Subscriber, ...]
+    """The valid entries, in the file's order (a `Roster`: kept in a spool, not as objects),
+    and what was wrong with the others."""
+
+    subscribers: Roster
     problems: tuple[SubscriberProblem, ...]
 
     @property
-    def active(self) -> tuple[Subscriber, ...]:
-        return tuple(s for s in self.subscribers if s.active)
+    def active(self) -> Roster:
+        return self.subscribers.where(lambda s: s.active)
 
     def find(self, email: str) -> Subscriber | None:
         wanted = email.strip().casefold()
@@ -152,8 +69,8 @@ class _StreamLoader(yaml.composer.Composer, yaml.constructor.SafeConstructor, ya
     Python one), driven one top-level value, and one subscriber entry, at a time: a big file
     never has its whole node tree in memory (100,000 entries made a 440 MB tree)."""
 
-    def __init__(self, text: str) -> None:
-        self._source = _EVENT_LOADER(text)
+    def __init__(self, source: str | IO[str]) -> None:
+        self._source = _EVENT_LOADER(source)
         yaml.composer.Composer.__init__(self)
         yaml.constructor.SafeConstructor.__init__(self)
         yaml.resolver.Resolver.__init__(self)
@@ -211,11 +128,11 @@ def _located(node: yaml.Node) -> _Located:
     return _Located(None, node.start_mark.line + 1, key_lines)
 
 
-def _read_document(text: str, entry: Entry, before_entries: Callable[[dict[str, Any]], None]) -> _Document:
+def _read_document(source: str | IO[str], entry: Entry, before_entries: Callable[[dict[str, Any]], None]) -> _Document:
     """Stream the document: one entry's nodes at a time, each entry constructed and handed to
     `entry` at once, so no more than one entry is in memory. `before_entries` gets the
     top-level keys read so far when the `subscribers` list starts."""
-    loader = _StreamLoader(text)
+    loader = _StreamLoader(source)
     document = _Document()
     try:
         loader.get_event()  # StreamStart
@@ -276,23 +193,31 @@ def _first_error(exc: ValidationError) -> tuple[str | None, str]:
 def parse_subscribers(
     text: str, *, path: str, max_papers: int, send_at: str, timezone: str
 ) -> SubscriberList:
-    """Validate a subscribers document. Defaults: the file's `defaults:`, then the settings.
+    """Validate a subscribers document. Defaults: the file's `defaults:`, then the settings."""
+    return _parse(lambda: nullcontext(text), path, {"max_papers": max_papers, "send_at": send_at, "timezone": timezone})
 
-    Entries are validated as they are read (a file of 100,000 entries never has them all in
-    memory as raw YAML). A `defaults:` written after the list is applied by reading the file
-    a second time."""
-    settings_defaults = {"max_papers": max_papers, "send_at": send_at, "timezone": timezone}
+
+Opener = Callable[[], AbstractContextManager["str | IO[str]"]]
+
+
+def _parse(open_document: Opener, path: str, settings_defaults: dict[str, Any]) -> SubscriberList:
+    """Entries are validated as they are read, from the file as it is read (a file of 100,000
+    entries is never in memory whole, as text or as YAML). A `defaults:` written after the
+    list is applied by reading the document a second time."""
     reader = _EntryReader(path, settings_defaults)
-    document = _read(text, path, reader)
+    document = _read(open_document, path, reader)
     if document.mapping and document.listed and "defaults" in document.keys_after:
         reader = _EntryReader(path, settings_defaults, document.top.get("defaults"))
-        _read(text, path, reader)
-    return SubscriberList(tuple(reader.valid), tuple(reader.problems))
+        _read(open_document, path, reader)
+    return SubscriberList(reader.valid, tuple(reader.problems))
 
 
-def _read(text: str, path: str, reader: _EntryReader) -> _Document:
+def _read(open_document: Opener, path: str, reader: _EntryReader) -> _Document:
     try:
-        document = _read_document(text, reader.entry, reader.start)
+        with open_document() as source:
+            document = _read_document(source, reader.entry, reader.start)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SubscribersError(f"cannot read the file: {exc}", path=path) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
@@ -331,7 +256,7 @@ class _EntryReader:
         self.settings_defaults = settings_defaults
         self.file_defaults = file_defaults
         self.base = dict(settings_defaults)
-        self.valid: list[Subscriber] = []
+        self.valid = Roster()
         self.problems: list[SubscriberProblem] = []
         self.first_line_of: dict[str, int] = {}
         self.index = 0
@@ -371,17 +296,14 @@ class _EntryReader:
 def load_subscribers(
     path: Path, *, max_papers: int, send_at: str, timezone: str
 ) -> SubscriberList:
-    """Read and validate the subscribers file at `path`."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    """Read and validate the subscribers file at `path`, streamed."""
+    if not path.exists():
         raise SubscribersError(
             "subscribers file not found; copy subscribers.example.yaml there or set "
             "NEWSLETTER_SUBSCRIBERS_FILE",
             path=str(path),
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SubscribersError(f"cannot read the file: {exc}", path=str(path)) from None
-    return parse_subscribers(
-        text, path=str(path), max_papers=max_papers, send_at=send_at, timezone=timezone
+        )
+    return _parse(
+        lambda: path.open(encoding="utf-8"), str(path),
+        {"max_papers": max_papers, "send_at": send_at, "timezone": timezone},
     )

@@ -37,6 +37,7 @@ from kombu.utils.url import maybe_sanitize_url
 from newsletter.day import HELD, DayReport, default_owner
 from newsletter.errors import ConfigError
 from newsletter.models import Outcome, OutcomeStatus
+from newsletter.outcomes import OutcomeLog
 from newsletter.settings import Settings
 from newsletter.subscribers import Subscriber
 
@@ -107,7 +108,7 @@ def report_to_json(report: DayReport) -> dict[str, Any]:
 
 def report_from_json(data: dict[str, Any]) -> DayReport:
     outcomes = [Outcome(**{**o, "status": OutcomeStatus(o["status"])}) for o in data["outcomes"]]
-    return DayReport(outcomes, data.get("stopped"), held=int(data.get("held", 0)))
+    return DayReport(OutcomeLog(outcomes), data.get("stopped"), held=int(data.get("held", 0)))
 
 
 # the worker side ------------------------------------------------------------------------------
@@ -166,7 +167,7 @@ def send_shard(
     earlier = report_from_json(done) if done else DayReport()
     held = [o.subscriber for o in report.outcomes if o.status == OutcomeStatus.SKIPPED and o.detail == HELD]
     settled = [o for o in report.outcomes if not (o.status == OutcomeStatus.SKIPPED and o.detail == HELD)]
-    merged = DayReport(earlier.outcomes + settled, report.stopped or earlier.stopped)
+    merged = DayReport(OutcomeLog([*earlier.outcomes, *settled]), report.stopped or earlier.stopped)
     if held:
         delay = _retry_delay(runtime.settings)
         rounds = math.ceil(2 * runtime.settings.shard_timeout / delay) + 1
