@@ -8,6 +8,7 @@ from datetime import datetime
 from newsletter.day import DayReport, run_day, send_copy
 from newsletter.delivery import Transport
 from newsletter.models import Outcome
+from newsletter.roster import Roster
 from newsletter.runtime import day_options, sender_from
 from newsletter.settings import Settings
 from newsletter.store import Store
@@ -18,7 +19,8 @@ def send_digests(
     store: Store, subscribers: Iterable[Subscriber], settings: Settings, transport: Transport,
     *, now: datetime | None = None, by_hand: bool = True,
 ) -> DayReport:
-    return run_day(store, list(subscribers), sender_from(settings), transport, now, day_options(settings, by_hand=by_hand))
+    # a roster, as `newsletter send` passes (the subscribers file's entries, in a spool)
+    return run_day(store, Roster(list(subscribers)), sender_from(settings), transport, now, day_options(settings, by_hand=by_hand))
 
 
 def send_test(

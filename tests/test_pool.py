@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +22,7 @@ from pathlib import Path
 from newsletter.day import run_day
 from newsletter.delivery import make_transport
 from newsletter.ingest import ingest_dumps
+from newsletter.roster import Roster
 from newsletter.runtime import day_options, sender_from
 from newsletter.store import Store
 from newsletter.subscribers import Subscriber
@@ -40,7 +42,7 @@ def _subscribers(count: int) -> list[Subscriber]:
     ]
 
 
-def _day(store: Store, server: SmtpServer, subscribers: list[Subscriber], workers: int) -> dict[str, bytes]:
+def _day(store: Store, server: SmtpServer, subscribers: Sequence[Subscriber], workers: int) -> dict[str, bytes]:
     settings = smtp_settings(server, smtp_connections=3)
     options = replace(day_options(settings), workers=workers, pool_from=1)
     report = run_day(store, subscribers, sender_from(settings), make_transport(settings), NOW, options)
@@ -51,11 +53,13 @@ def _day(store: Store, server: SmtpServer, subscribers: list[Subscriber], worker
 def test_the_pool_sends_what_this_process_would_send(tmp_path: Path, shared_dumps: Path) -> None:
     subscribers = _subscribers(40)
     messages = []
-    for name, workers in (("inline", 0), ("pool", 2)):
+    # in this process from a list; in the pool from a roster (the file's entries in a spool,
+    # as `newsletter send` passes them: batches go to the workers as blocks of records)
+    for name, workers, given in (("inline", 0, subscribers), ("pool", 2, Roster(subscribers))):
         store = Store(f"sqlite:///{tmp_path / name}.db")
         ingest_dumps(store, shared_dumps)
         with smtp_server(RecordingHandler()) as server:
-            messages.append(_day(store, server, subscribers, workers))
+            messages.append(_day(store, server, given, workers))
             assert len(server.handler.received) == len(subscribers)  # each once
         assert {row["status"] for row in store.ledger()} == {"sent"}
         store.close()
