@@ -14,7 +14,8 @@ What it measures, on this machine, in one run, and prints as one table (also wri
 - end to end: the real `newsletter send` in a child process into Postfix's `smtp-sink` (another
   process), papers already ingested: wall time, messages/s, the send process's own peak RSS
   (its VmHWM), the peak of its largest descendant (a pool worker; in the hybrid mode also the
-  short-lived process that embeds new keywords) and the peak of its whole process tree;
+  short-lived process that embeds new keywords) and the peak of its whole process tree, as
+  summed RSS and as summed PSS (pages the workers share with the forkserver counted once);
 - the wire: Postfix's `smtp-source` putting a message of the same size into the same sink over
   the same number of sessions, messages/s, and the ratio of the two.
 
@@ -133,6 +134,19 @@ def _status_kib(pid: int, field: str) -> int:
     return 0
 
 
+def _pss_kib(pid: int) -> int:
+    """The process's proportional set size: its private pages plus its share of the pages it
+    shares (the forkserver's imports with the workers it forked), so a tree's sum counts each
+    page once."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def _descendants(pid: int) -> list[int]:
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
@@ -152,21 +166,24 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
-def run_child(command: list[str], cwd: Path, env: dict[str, str]) -> tuple[subprocess.CompletedProcess[str], float, int, int, int]:
-    """Run and time a command; (result, seconds, peak KiB of the process itself (its VmHWM), of
-    its largest descendant (a pool worker, the forkserver, the embedding process), of the sum
-    over its whole tree). Sampled every 0.2 s from /proc."""
+def run_child(command: list[str], cwd: Path, env: dict[str, str]) -> tuple[subprocess.CompletedProcess[str], float, dict[str, int]]:
+    """Run and time a command; (result, seconds, peaks in KiB): `own`, the process itself (its
+    VmHWM); `descendant`, its largest descendant (a pool worker, the forkserver, the embedding
+    process); `tree`, the sum of RSS over its whole tree; `tree_pss`, the sum of PSS over it
+    (shared pages counted once). Sampled every 0.2 s from /proc."""
     started = time.perf_counter()
     process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    peaks = {"own": 0, "descendant": 0, "tree": 0}
+    peaks = {"own": 0, "descendant": 0, "tree": 0, "tree_pss": 0}
     done = threading.Event()
 
     def sample() -> None:
         while not done.is_set():
             peaks["own"] = max(peaks["own"], _status_kib(process.pid, "VmHWM:"))
-            rss = [_status_kib(child, "VmRSS:") for child in _descendants(process.pid)]
+            tree = _descendants(process.pid)
+            rss = [_status_kib(child, "VmRSS:") for child in tree]
             peaks["descendant"] = max([peaks["descendant"], *rss])
             peaks["tree"] = max(peaks["tree"], _status_kib(process.pid, "VmRSS:") + sum(rss))
+            peaks["tree_pss"] = max(peaks["tree_pss"], sum(_pss_kib(pid) for pid in [process.pid, *tree]))
             done.wait(0.2)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -176,7 +193,7 @@ def run_child(command: list[str], cwd: Path, env: dict[str, str]) -> tuple[subpr
     done.set()
     sampler.join()
     result = subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
-    return result, elapsed, peaks["own"], peaks["descendant"], peaks["tree"]
+    return result, elapsed, peaks
 
 
 def smtp_source_rate(port: int, message: Path, count: int, sessions: int) -> float:
@@ -259,7 +276,7 @@ def run_size(count: int, args: argparse.Namespace, rng: random.Random) -> dict[s
             NEWSLETTER_SEMANTIC_MODEL=args.semantic_model, COLUMNS="120",
         )
         newsletter = [sys.executable, "-m", "newsletter"]
-        ingest, ingest_seconds, _, _, _ = run_child([*newsletter, "ingest"], work, env)
+        ingest, ingest_seconds, _ = run_child([*newsletter, "ingest"], work, env)
         if ingest.returncode != 0:
             raise SystemExit(ingest.stderr[-2000:])
         row: dict[str, float] = {"subscribers": count, "papers": args.papers, "ingest_papers_per_s": args.papers / ingest_seconds}
@@ -272,7 +289,7 @@ def run_size(count: int, args: argparse.Namespace, rng: random.Random) -> dict[s
             reference = smtp_source_rate(port, message, min(count, 20_000), args.connections)
             if args.stages_only:
                 return row | {"smtp_source_msgs_per_s": reference}
-            result, seconds, own_peak, worker_peak, tree_peak = run_child([*newsletter, "send"], work, env)
+            result, seconds, peaks = run_child([*newsletter, "send"], work, env)
         finally:
             sink.terminate()
             sink.wait()
@@ -283,7 +300,8 @@ def run_size(count: int, args: argparse.Namespace, rng: random.Random) -> dict[s
             sent = db.execute("select count(*) from digests where status = 'sent'").fetchone()[0]
         row.update(
             sent=sent, send_seconds=seconds, end_to_end_msgs_per_s=sent / seconds,
-            peak_rss_mib=own_peak / 1024, peak_worker_rss_mib=worker_peak / 1024, peak_tree_rss_mib=tree_peak / 1024,
+            peak_rss_mib=peaks["own"] / 1024, peak_worker_rss_mib=peaks["descendant"] / 1024,
+            peak_tree_rss_mib=peaks["tree"] / 1024, peak_tree_pss_mib=peaks["tree_pss"] / 1024,
             smtp_source_msgs_per_s=reference, ratio_to_smtp_source=(sent / seconds) / reference,
         )
         return row
@@ -305,7 +323,7 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} cores; sink: Postfix smtp-sink; {args.connections} connections; "
           f"{args.papers} papers; ranking: {'lexical' if args.semantic_model == 'off' else args.semantic_model}", flush=True)
     header = (f"{'subscribers':>11} {'ingest p/s':>10} {'rank s/s':>9} {'render msg/s':>12} {'DKIM ms':>8} "
-              f"{'e2e msg/s':>9} {'wall s':>7} {'RSS MiB':>8} {'worker MiB':>10} {'tree MiB':>8} {'source msg/s':>12} {'ratio':>6}")
+              f"{'e2e msg/s':>9} {'wall s':>7} {'RSS MiB':>8} {'worker MiB':>10} {'tree MiB':>8} {'tree PSS':>8} {'source msg/s':>12} {'ratio':>6}")
     print(header, flush=True)
     for count in sizes:
         row = run_size(count, args, random.Random(args.seed))
@@ -314,7 +332,7 @@ def main() -> None:
             f"{count:>11,} {row['ingest_papers_per_s']:>10.0f} {row['rank_subscribers_per_s']:>9.0f} "
             f"{row['render_compose_per_s']:>12.0f} {row['dkim_sign_ms']:>8.2f} "
             f"{row.get('end_to_end_msgs_per_s', 0):>9.0f} {row.get('send_seconds', 0):>7.1f} "
-            f"{row.get('peak_rss_mib', 0):>8.0f} {row.get('peak_worker_rss_mib', 0):>10.0f} {row.get('peak_tree_rss_mib', 0):>8.0f} "
+            f"{row.get('peak_rss_mib', 0):>8.0f} {row.get('peak_worker_rss_mib', 0):>10.0f} {row.get('peak_tree_rss_mib', 0):>8.0f} {row.get('peak_tree_pss_mib', 0):>8.0f} "
             f"{row['smtp_source_msgs_per_s']:>12.0f} {row.get('ratio_to_smtp_source', 0):>6.2f}",
             flush=True,
         )
