@@ -40,17 +40,32 @@ def decode(record: bytes) -> Subscriber:
     return subscriber
 
 
+class _Known:
+    """What a roster knows of its entries without reading them: the days in play follow from
+    the time zones, the keyword vectors to compute (hybrid mode) from the keywords."""
+
+    __slots__ = ("zones", "keywords")
+
+    def __init__(self) -> None:
+        self.zones: set[str] = set()
+        self.keywords: set[str] = set()
+
+    def add(self, subscriber: Subscriber) -> None:
+        self.zones.add(subscriber.timezone)
+        self.keywords.update(subscriber.keywords)
+
+
 class Roster(Sequence[Subscriber]):
     """Subscribers in a spool; `_picked`: the spool's records this roster holds, in order
     (None: all of them)."""
 
-    __slots__ = ("_spool", "_picked", "_zones")
+    __slots__ = ("_spool", "_picked", "_known")
 
     def __init__(self, subscribers: Sequence[Subscriber] = (), *, spool: Spool | None = None,
                  picked: array | None = None) -> None:  # type: ignore[type-arg]
         self._spool = spool if spool is not None else Spool()
         self._picked = picked
-        self._zones: set[str] | None = set() if spool is None else None  # known while appended to
+        self._known: _Known | None = _Known() if spool is None else None  # kept while appended to
         for subscriber in subscribers:
             self.append(subscriber)
 
@@ -58,15 +73,25 @@ class Roster(Sequence[Subscriber]):
         if self._picked is not None:
             raise TypeError("a roster made by `where` is read-only")
         self._spool.append(encode(subscriber))
-        if self._zones is not None:
-            self._zones.add(subscriber.timezone)
+        if self._known is not None:
+            self._known.add(subscriber)
+
+    def _facts(self) -> _Known:
+        if self._known is None:
+            self._known = _Known()
+            for subscriber in self:
+                self._known.add(subscriber)
+        return self._known
 
     @property
     def timezones(self) -> frozenset[str]:
-        """The time zones of the entries (of the whole spool, for a roster made by `where`)."""
-        if self._zones is None:
-            self._zones = {subscriber.timezone for subscriber in self}
-        return frozenset(self._zones)
+        """The entries' time zones."""
+        return frozenset(self._facts().zones)
+
+    @property
+    def keywords(self) -> frozenset[str]:
+        """The entries' keywords."""
+        return frozenset(self._facts().keywords)
 
     def __len__(self) -> int:
         return len(self._spool) if self._picked is None else len(self._picked)
@@ -91,7 +116,7 @@ class Roster(Sequence[Subscriber]):
         if step == 1 and self._picked is None:
             block, starts = self._spool.block(start, stop)
             return Roster(spool=Spool.of_block(block, starts))
-        copy = Roster()
+        copy = Roster(spool=Spool())  # its facts are read from its entries when asked
         for position in range(start, stop, step):
             copy._spool.append(self._spool[position if self._picked is None else self._picked[position]])
         return copy
@@ -108,7 +133,6 @@ class Roster(Sequence[Subscriber]):
         """The entries at `positions`, in that order, sharing this roster's spool."""
         own = self._picked
         subset = Roster(spool=self._spool, picked=array("L", positions if own is None else (own[p] for p in positions)))
-        subset._zones = self._zones
         return subset
 
     def __reduce__(self) -> tuple[Callable[..., Roster], tuple[bytes, array]]:  # type: ignore[type-arg]
@@ -131,3 +155,10 @@ def timezones(subscribers: Sequence[Subscriber]) -> frozenset[str]:
     if isinstance(subscribers, Roster):
         return subscribers.timezones
     return frozenset(subscriber.timezone for subscriber in subscribers)
+
+
+def keywords(subscribers: Sequence[Subscriber]) -> frozenset[str]:
+    """The keywords of `subscribers` (a roster knows them without reading its entries)."""
+    if isinstance(subscribers, Roster):
+        return subscribers.keywords
+    return frozenset(keyword for subscriber in subscribers for keyword in subscriber.keywords)

@@ -21,7 +21,7 @@ from newsletter.delivery import Transport, make_transport
 from newsletter.ingest import IngestReport, ingest_dumps
 from newsletter.models import Sender
 from newsletter.planning import Retry
-from newsletter import semantic
+from newsletter import roster, semantic
 from newsletter.semantic import Encoder, encoder_for
 from newsletter.settings import Settings
 from newsletter.store import Store
@@ -119,7 +119,7 @@ class Runtime:
     def embed_keywords(self, subscribers: Sequence) -> None:  # type: ignore[type-arg]
         """With hybrid ranking on, store the vectors of keywords not seen before, so a send
         reads every vector from the store."""
-        self.embed(sorted({keyword for s in subscribers for keyword in s.keywords}))
+        self.embed(sorted(roster.keywords(subscribers)))
 
     def embed(self, keywords: Sequence[str] = ()) -> tuple[int, int]:
         """With hybrid ranking on: vectors for the stored papers that have none and for the

@@ -11,7 +11,7 @@ from hypothesis import given, settings, strategies as st
 
 from newsletter.models import Outcome, OutcomeStatus
 from newsletter.outcomes import OutcomeLog
-from newsletter.roster import Roster, timezones
+from newsletter.roster import Roster, keywords, timezones
 from newsletter.spool import Spool
 from newsletter.subscriber import Subscriber
 
@@ -89,6 +89,9 @@ def test_roster_slices_subsets_and_pickles_are_rosters_of_the_same_entries() -> 
         assert isinstance(again, Roster) and list(again) == list(value)
     assert timezones(roster) == {"Europe/Paris", "UTC", "Asia/Tokyo"} == timezones(list(roster))
     assert timezones(chunk) == {"Europe/Paris", "UTC", "Asia/Tokyo"}
+    assert timezones(roster[1::3]) == {"UTC"} and timezones(active) == {"Europe/Paris", "Asia/Tokyo"}
+    assert keywords(roster) == {"theorem proving", "Lean", "agents"} == keywords(list(roster))
+    assert keywords(active) == {"theorem proving", "Lean"} and keywords(roster[2:3]) == frozenset()
 
 
 def test_an_outcome_log_keeps_the_subscribers_order_and_counts() -> None:
