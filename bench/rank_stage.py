@@ -1,0 +1,164 @@
+"""The rank stage alone, as `bench/day.py --stages-only` times it, repeated: snapshot + plan.
+
+    python bench/rank_stage.py [--subscribers 10000] [--papers 500] [--repeats 7]
+                               [--work DIR] [--dump plans.tsv] [--profile out.prof]
+                               [--semantic-model off]
+
+Sets up the same store and subscribers as bench/day.py (same seed: the dump of `--papers`
+papers, `newsletter ingest` in a child process, `--subscribers` subscribers with 1-6 keywords
+from about 200 topics) once, in `--work` (kept and reused when given) or a temporary folder,
+then times `make_planner(setup, store)` + `list(planner.plan(subscribers))` (the figure
+`rank_seconds` of bench/day.py) `--repeats` times and prints the median, with a breakdown
+measured apart on the same data: the snapshot read, `PaperIndex.build`, `rank_many` over
+everyone's profiles (a new index: cold keyword caches), and the rest (the planner's
+bookkeeping: local days, Message-IDs, profiles, trending, the Plan objects).
+
+`--dump FILE` writes every plan as one line (email, day, message id, reason, then paper id and
+score of each pick, in order) to compare two versions of the code: the plans must not change.
+`--profile FILE` runs one more rank stage under cProfile and prints the top functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+sys.path.insert(0, str(REPO_ROOT / "bench"))
+
+from day import write_dump, write_subscribers  # noqa: E402
+
+NOW = datetime(2026, 11, 30, 6, 0, tzinfo=UTC)  # fixed, so that two runs plan the same day
+
+
+def prepare(work: Path, subscribers: int, papers: int, seed: int, env: dict[str, str]) -> None:
+    """The store and subscribers file of bench/day.py, made once per folder."""
+    if (work / "newsletter.db").exists() and (work / "subscribers.yaml").exists():
+        return
+    rng = random.Random(seed)
+    (work / "dumps").mkdir(parents=True, exist_ok=True)
+    write_dump(work / "dumps" / "daily-2026-11-29.json", papers, rng)
+    write_subscribers(work / "subscribers.yaml", subscribers, rng)
+    result = subprocess.run([sys.executable, "-m", "newsletter", "ingest"], cwd=work, env=env,
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(result.stderr[-2000:])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--subscribers", type=int, default=10_000)
+    parser.add_argument("--papers", type=int, default=500)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--work", type=Path, default=None, help="folder for the store (kept; reused when set up)")
+    parser.add_argument("--dump", type=Path, default=None, help="write every plan here, one per line")
+    parser.add_argument("--profile", type=Path, default=None, help="cProfile one more run into this file")
+    parser.add_argument("--semantic-model", default="off")
+    args = parser.parse_args()
+
+    temporary = None
+    if args.work is None:
+        temporary = tempfile.TemporaryDirectory(prefix="bench-rank-")
+        work = Path(temporary.name)
+    else:
+        work = args.work.resolve()
+        work.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    env.update(NEWSLETTER_DUMPS_DIR=str(work / "dumps"), NEWSLETTER_FROM_ADDRESS="digest@news.example",
+               NEWSLETTER_SEMANTIC_MODEL=args.semantic_model)
+    prepare(work, args.subscribers, args.papers, args.seed, env)
+    os.environ.update({k: v for k, v in env.items() if k.startswith("NEWSLETTER_")})
+    os.chdir(work)
+    try:
+        run(args)
+    finally:
+        os.chdir(REPO_ROOT)
+        if temporary is not None:
+            temporary.cleanup()
+
+
+def run(args: argparse.Namespace) -> None:
+    from newsletter.planning import Retry, local_day, profile_for
+    from newsletter.preparing import PrepareSetup, make_planner, semantic_for_store
+    from newsletter.ranking import PaperIndex, rank_many
+    from newsletter.runtime import Runtime, semantic_model
+    from newsletter.settings import load_settings
+
+    settings = load_settings()
+    runtime = Runtime(settings)
+    subscribers = list(runtime.subscribers().subscribers)[: args.subscribers]
+    model = semantic_model(settings)
+    setup = PrepareSetup(runtime.store.url, (local_day(subscribers[0], NOW),), runtime.sender, NOW, Retry(),
+                         semantic_model=model)
+    store = runtime.store
+
+    def stage() -> list:
+        planner = make_planner(setup, store)
+        return [plan for _, plan in planner.plan(subscribers)]
+
+    plans = stage()  # warm up: imports, the model, lru caches of the process
+    totals, cpus, snapshots, builds, ranks = [], [], [], [], []
+    profiles = [profile_for(s) for s in subscribers if s.active]
+    for _ in range(args.repeats):
+        started, cpu = time.perf_counter(), time.process_time()
+        stage()
+        totals.append(time.perf_counter() - started)
+        cpus.append(time.process_time() - cpu)
+        started = time.perf_counter()
+        snapshot = store.day_snapshot(setup.days)
+        snapshots.append(time.perf_counter() - started)
+        semantic_for = semantic_for_store(store, model)
+        started = time.perf_counter()
+        semantic = semantic_for(list(snapshot.papers)) if semantic_for else None
+        index = PaperIndex.build(snapshot.papers, semantic)
+        builds.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        rank_many(index, profiles, max_papers=10, picks_only=True)
+        ranks.append(time.perf_counter() - started)
+
+    total, snap, build, ranked = (statistics.median(v) for v in (totals, snapshots, builds, ranks))
+    sendable = sum(1 for plan in plans if plan.sendable)
+    print(f"rank stage: {len(subscribers):,} subscribers, {len(snapshot.papers)} papers, "
+          f"{sendable:,} digests planned; ranking: {model or 'lexical'}; load {os.getloadavg()[0]:.2f}")
+    print(f"{'make_planner + plan (rank_seconds)':36} {total:7.3f} s  median of {args.repeats} "
+          f"(min {min(totals):.3f}, max {max(totals):.3f}); CPU {statistics.median(cpus):.3f} s")
+    for label, seconds in (
+        ("  snapshot (day_snapshot)", snap), ("  index build (PaperIndex.build)", build),
+        ("  rank_many, everyone", ranked), ("  the rest (planner bookkeeping)", total - snap - build - ranked),
+    ):
+        print(f"{label:36} {seconds:7.3f} s")
+
+    if args.dump is not None:
+        lines = []
+        for plan in plans:
+            picks = " ".join(f"{r.paper.paper_id}:{r.score!r}" for r in plan.picks)
+            matched = " ".join("|".join(f"{m.keyword}@{'+'.join(m.fields)}" for m in r.matched) for r in plan.picks)
+            hot = " ".join(p.paper_id for p in plan.trending.papers) if plan.trending else ""
+            lines.append("\t".join([plan.subscriber.email, plan.day.isoformat(), plan.message_id, plan.reason,
+                                    picks, matched, hot]))
+        path = args.dump if args.dump.is_absolute() else REPO_ROOT / args.dump
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        print(f"plans written to {path}")
+
+    if args.profile is not None:
+        import cProfile
+        import pstats
+
+        path = args.profile if args.profile.is_absolute() else REPO_ROOT / args.profile
+        cProfile.runctx("stage()", globals(), {"stage": stage}, str(path))
+        pstats.Stats(str(path)).sort_stats("cumulative").print_stats(35)
+        pstats.Stats(str(path)).sort_stats("tottime").print_stats(25)
+
+
+if __name__ == "__main__":
+    main()
