@@ -447,6 +447,38 @@ def test_near_duplicate_papers_never_both_appear() -> None:
     assert duplicate_groups([["a", "b"], ["a", "b"]]) == [0, 1]  # too short to tell
 
 
+def _duplicate_groups_by_definition(abstracts: list[list[str]]) -> list[int]:
+    """The rule of `newsletter.duplicates` written plainly: shingle sets, shared counts, a
+    group per connected set of close pairs, named by its smallest position."""
+    from itertools import combinations
+
+    from newsletter.duplicates import COMMON_SHINGLE_PAPERS, CONTAINMENT, MIN_SHINGLES, SHINGLE
+
+    sets = [{tuple(t[at : at + SHINGLE]) for at in range(len(t) - SHINGLE + 1)} for t in abstracts]
+    group = list(range(len(abstracts)))
+    for first, second in combinations(range(len(abstracts)), 2):
+        if min(len(sets[first]), len(sets[second])) < MIN_SHINGLES:
+            continue
+        shared = [
+            s for s in sets[first] & sets[second]
+            if sum(s in other for other in sets if len(other) >= MIN_SHINGLES) < COMMON_SHINGLE_PAPERS
+        ]
+        if len(shared) >= CONTAINMENT * min(len(sets[first]), len(sets[second])):
+            low, high = sorted((group[first], group[second]))
+            group = [low if g == high else g for g in group]
+    return group
+
+
+@given(st.lists(st.lists(st.sampled_from("a b c d e f".split()), max_size=40), max_size=12), st.randoms())
+def test_duplicate_groups_follow_their_definition(abstracts: list[list[str]], rng: object) -> None:
+    # Copies, truncated copies and shuffled copies make duplicates and near misses.
+    made = [list(tokens) for tokens in abstracts]
+    for tokens in abstracts[:4]:
+        made.append(tokens[: rng.randint(0, len(tokens))])  # type: ignore[attr-defined]
+        made.append(tokens + rng.sample(tokens, len(tokens) // 3))  # type: ignore[attr-defined]
+    assert duplicate_groups(made) == _duplicate_groups_by_definition(made)
+
+
 # Exact phrases (issue 15): a keyword of three or more words is in phrase only where its words
 # are one run, in order.
 SLEEP_TIME = paper(

@@ -73,10 +73,9 @@ class PaperIndex:
         self._hyphenated = hyphenated_words(texts)
         groups = np.array(duplicate_groups(abstracts), dtype=np.intp)
         # Each group of near-duplicates with more than one member, as an array of positions.
+        numbers, sizes = np.unique(groups, return_counts=True)
         self.duplicate_sets: tuple[np.ndarray, ...] = tuple(
-            np.flatnonzero(groups == group)
-            for group in np.unique(groups)
-            if np.count_nonzero(groups == group) > 1
+            np.flatnonzero(groups == group) for group in numbers[sizes > 1]
         )
         self._authors = [frozenset(map(author_key, paper.authors)) for paper in self.papers]
         self._by_author: dict[str, np.ndarray] = {}

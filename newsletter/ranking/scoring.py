@@ -78,32 +78,62 @@ def _keyword_match(keyword: str, code: int) -> KeywordMatch:
     return KeywordMatch(keyword, _FIELD_NAMES[code])
 
 
-def _rank_chunk(
-    index: PaperIndex, profiles: Sequence[Profile], max_papers: int, picks_only: bool
-) -> list[list[Ranked]]:
-    """The rules of the module docstring, as array operations over (profile, keyword, paper)."""
+@dataclass(frozen=True)
+class _Slots:
+    """Every distinct keyword of a batch of profiles as one row of each matrix, made once per
+    `rank_many`; the last row is all zeros (padding). A slot is a keyword's spellings and the
+    words it writes as acronyms ("CLIP" and "clip" share spellings, not a slot: only "clip"
+    matches "clipping"); in hybrid ranking also the keyword as written, which is embedded."""
+
+    keywords: list[list[tuple[str, Spellings]]]  # per profile: (keyword, spellings), deduplicated
+    rows: list[list[int]]  # per profile: the slot of each of those keywords
+    scores: np.ndarray  # (slot + 1, paper) float32
+    words: np.ndarray  # (slot + 1, paper) float32
+    fields: np.ndarray  # (slot + 1, paper) uint8
+    cosines: np.ndarray | None  # (slot, paper), hybrid
+
+
+def _slots(index: PaperIndex, profiles: Sequence[Profile]) -> _Slots:
     keyword_lists = [_profile_keywords(index, profile.keywords) for profile in profiles]
+    slots: dict[tuple[Spellings, frozenset[str], str], int] = {}
+    rows = []
+    for keywords in keyword_lists:
+        rows.append([
+            slots.setdefault((spellings, _acronyms_of(keyword), keyword if index.hybrid else ""), len(slots))
+            for keyword, spellings in keywords
+        ])
+    vectors = [index.keyword_vectors(spellings, written) for spellings, written, _ in slots]
+    zeros = np.zeros(len(index), dtype=np.float32)
+    cosines = None
+    if index.hybrid and slots:
+        cosines = index.cosines([text for _, _, text in slots])
+    return _Slots(
+        keyword_lists, rows,
+        np.stack([v.score for v in vectors] + [zeros]),
+        np.stack([v.words for v in vectors] + [zeros]),
+        np.stack([v.fields for v in vectors] + [zeros.astype(np.uint8)]),
+        cosines,
+    )
+
+
+def _rank_chunk(
+    index: PaperIndex, profiles: Sequence[Profile], keyword_lists: Sequence[list[tuple[str, Spellings]]],
+    slot_rows: Sequence[list[int]], table: _Slots, max_papers: int, picks_only: bool,
+) -> list[list[Ranked]]:
+    """The rules of the module docstring, as array operations over (profile, keyword, paper):
+    profiles gather their keywords' rows of `table` (padding reads its all-zero last row)."""
     author_lists = [tuple(dict.fromkeys(profile.authors)) for profile in profiles]
     width = max(map(len, keyword_lists), default=0)
     authors_width = max(map(len, author_lists), default=0)
     if not len(index) or not (width or authors_width):
         return [[] for _ in profiles]
     width = max(width, 1)  # a profile of authors alone still has one (empty) keyword slot
-    # Each distinct keyword of the chunk is one row of a matrix; profiles gather their rows
-    # (padding with an all-zero last row) into (profile, keyword, paper) arrays.
-    # A slot is a keyword's spellings and the words it writes as acronyms ("CLIP" and "clip"
-    # share spellings, not a slot: only "clip" matches "clipping").
-    slots: dict[tuple[Spellings, frozenset[str]], int] = {}
     slot_of = np.full((len(profiles), width), -1, dtype=np.intp)
-    for row, keywords in enumerate(keyword_lists):
-        slot_of[row, : len(keywords)] = [
-            slots.setdefault((t, _acronyms_of(keyword)), len(slots)) for keyword, t in keywords
-        ]
-    vectors = [index.keyword_vectors(terms, written) for terms, written in slots]
-    zeros = np.zeros(len(index), dtype=np.float32)
-    scores = np.stack([v.score for v in vectors] + [zeros])[slot_of]
-    words = np.stack([v.words for v in vectors] + [zeros])[slot_of]
-    fields = np.stack([v.fields for v in vectors] + [zeros.astype(np.uint8)])[slot_of]
+    for row, slots in enumerate(slot_rows):
+        slot_of[row, : len(slots)] = slots
+    scores = table.scores[slot_of]
+    words = table.words[slot_of]
+    fields = table.fields[slot_of]
     allowed = np.ones((len(profiles), len(index)), dtype=bool)
     for row, profile in enumerate(profiles):
         for spellings in {index.spellings(keyword) for keyword in profile.exclude} - {()}:
@@ -119,15 +149,9 @@ def _rank_chunk(
     keep = allowed & (total > 0)
     eligible = np.asarray((fields & (WHOLE | MOST_WORDS)).any(axis=1))
     floor_fraction = FLOOR_FRACTION
-    if index.hybrid and slots:
-        texts = [""] * len(slots)
-        for keywords in keyword_lists:
-            for keyword, spellings in keywords:
-                slot = slots[(spellings, _acronyms_of(keyword))]
-                texts[slot] = texts[slot] or keyword
-        cosines = index.cosines(texts)
+    if table.cosines is not None:
         pull = _vote_pull(index, profiles) if any(p.liked or p.disliked for p in profiles) else None
-        total, keep, eligible = fusion.fuse(total, keep, allowed, eligible, cosines, slot_of, fields, pull)
+        total, keep, eligible = fusion.fuse(total, keep, allowed, eligible, table.cosines, slot_of, fields, pull)
         floor_fraction = fusion.HYBRID_FLOOR_FRACTION
     _keep_one_of_each_duplicate_set(index, total, keep)
     profile_best = np.where(keep, total, 0).max(axis=1, keepdims=True)
@@ -236,11 +260,32 @@ def rank_many(
     """
     if max_papers < 0:
         raise ValueError(f"max_papers must be 0 or more, not {max_papers}")
-    results: list[list[Ranked]] = []
-    for start in range(0, len(profiles), BATCH_PROFILES):
-        chunk = profiles[start : start + BATCH_PROFILES]
-        results.extend(_rank_chunk(index, chunk, max_papers, picks_only))
-    return results
+    if not len(index):
+        return [[] for _ in profiles]
+    # A profile's ranking depends on nothing but the profile: equal profiles (one keyword
+    # each, often the same) are ranked once, and profiles are ranked in chunks of equal
+    # width (keywords, then followed authors), so that no chunk gathers arrays as wide as
+    # its widest profile for all of them.
+    distinct: dict[Profile, int] = {}
+    which = [distinct.setdefault(profile, len(distinct)) for profile in profiles]
+    unique = list(distinct)
+    table = _slots(index, unique)
+    order = sorted(range(len(unique)), key=lambda at: (len(table.keywords[at]), len(set(unique[at].authors))))
+    ranked: list[list[Ranked]] = [[] for _ in unique]
+    for start in range(0, len(order), BATCH_PROFILES):
+        chunk = order[start : start + BATCH_PROFILES]
+        results = _rank_chunk(
+            index, [unique[at] for at in chunk], [table.keywords[at] for at in chunk],
+            [table.rows[at] for at in chunk], table, max_papers, picks_only,
+        )
+        for at, result in zip(chunk, results):
+            ranked[at] = result
+    given = [False] * len(unique)
+    out = []
+    for at in which:  # a profile given twice gets a list of its own
+        out.append(list(ranked[at]) if given[at] else ranked[at])
+        given[at] = True
+    return out
 
 
 def rank(index: PaperIndex, profile: Profile, *, max_papers: int) -> list[Ranked]:
