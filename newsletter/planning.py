@@ -180,8 +180,11 @@ class Planner:
         ranking: list[tuple[int, Subscriber, date, str]] = []
         out: list[list[Plan]] = [[] for _ in subscribers]
         replans: list[tuple[int, Subscriber, LedgerRow]] = []
+        days: dict[str, date] = {}  # per time zone: `local_day` for everyone in it
         for position, subscriber in enumerate(subscribers):
-            day = local_day(subscriber, self.now)
+            day = days.get(subscriber.timezone)
+            if day is None:
+                day = days[subscriber.timezone] = local_day(subscriber, self.now)
             message_id = digest_message_id(subscriber.email, day, self.domain)
             folded = subscriber.email.casefold()
 
@@ -241,7 +244,7 @@ class Planner:
             profiles = [profile_for(m[1], self.votes) for m in members]
             results = rank_many(index, profiles, max_papers=max_papers, picks_only=True)
             for (position, subscriber, day, message_id), profile, ranked in zip(members, profiles, results):
-                picks = tuple(r for r in ranked if r.picked)
+                picks = tuple(ranked)  # picks_only: nothing but the picks
                 hot = None
                 if subscriber.trending:  # the day's most upvoted, never repeating a pick
                     hot = trending(index, profile, subscriber.trending, skip={r.paper.paper_id for r in picks})

@@ -352,6 +352,46 @@ def test_real_dumps_theorem_proving_and_lean(shared_dumps: Path) -> None:
     assert all(words[item.paper.paper_id] & topic for item in picks)
 
 
+# BM25 (field.py): Lucene's variant as bm25s computes it, to the last bit
+
+
+def _assert_field_scores_like_bm25s(documents: list[list[str]]) -> None:
+    import bm25s
+    import numpy as np
+
+    from newsletter.ranking.field import BM25_B, BM25_K1, Field
+    from newsletter.ranking.text import pairs
+
+    field = Field.from_tokens(documents)
+    indexed = [tokens + pairs(tokens) for tokens in documents]
+    terms = {term for terms in indexed for term in terms}
+    if not terms:
+        assert all(not field.term_scores(term).any() for term in ("a", "a b"))
+        return
+    reference = bm25s.BM25(method="lucene", k1=BM25_K1, b=BM25_B)
+    reference.index(indexed, show_progress=False)
+    for term in sorted(terms) + ["absent", "a absent", "absent a"]:
+        assert (term in field) == (term in reference.vocab_dict), term
+        expected = reference.get_scores([term]) if term in reference.vocab_dict else np.zeros(len(documents), np.float32)
+        got = field.term_scores(term)
+        assert got.dtype == np.float32 and got.tobytes() == expected.tobytes(), term
+
+
+@given(st.lists(st.lists(st.sampled_from("a b c d e".split()), max_size=30), min_size=1, max_size=10))
+def test_field_scores_are_bm25s_scores_to_the_bit(documents: list[list[str]]) -> None:
+    _assert_field_scores_like_bm25s(documents)
+
+
+def test_field_scores_are_bm25s_scores_on_the_real_captures(shared_dumps: Path) -> None:
+    sources = pytest.importorskip("newsletter.sources", reason="the dump parser is not there yet")
+    abstracts = []
+    for path in sorted(shared_dumps.iterdir()):
+        parsed = sources.parse_dump(path.read_text(encoding="utf-8"), source_name=path.name,
+                                    fallback_date=date(2026, 1, 1))
+        abstracts.extend(tokenize(paper.abstract) for paper in parsed.papers)
+    _assert_field_scores_like_bm25s(abstracts[:150])
+
+
 # Acronyms, spellings and near-duplicates
 
 MOE_DEFINED = paper(

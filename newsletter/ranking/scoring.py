@@ -189,12 +189,15 @@ def _rank_chunk(
     papers = index.papers
     results = []
     keyword_width = width - authors_width
+    # `Ranked(...)` through tuple.__new__ itself, without the named tuple's Python-level
+    # __new__: a call fewer for each of the ~80,000 picks of a 10,000-subscriber day.
+    new, ranked = tuple.__new__, Ranked
     for keywords, authors, count in zip(keyword_lists, author_lists, selected.sum(axis=1).tolist()):
         padding = ("",) * (keyword_width - len(keywords))
         names = (*(keyword for keyword, _ in keywords), *padding, *authors)
         results.append(
             [
-                Ranked(papers[at], score, _explanation(names, pattern), is_picked)
+                new(ranked, (papers[at], score, _explanation(names, pattern), is_picked))
                 for at, score, pattern, is_picked in islice(columns, count)
             ]
         )
