@@ -8,7 +8,8 @@ Sets up the same store and subscribers as bench/day.py (same seed: the dump of `
 papers, `newsletter ingest` in a child process, `--subscribers` subscribers with 1-6 keywords
 from about 200 topics) once, in `--work` (kept and reused when given) or a temporary folder,
 then times `make_planner(setup, store)` + `list(planner.plan(subscribers))` (the figure
-`rank_seconds` of bench/day.py) `--repeats` times and prints the median, with a breakdown
+`rank_seconds` of bench/day.py) `--repeats` times and prints the median, each run with the
+process's memos emptied as in the first run of a process (`--warm` keeps them), with a breakdown
 timed inside the same runs (median of each): the snapshot read, the index build (with the
 embeddings, hybrid), `rank_many` as the planner calls it, and the rest (the planner's
 bookkeeping: local days, Message-IDs, profiles, trending, the Plan objects).
@@ -64,6 +65,7 @@ def main() -> None:
     parser.add_argument("--dump", type=Path, default=None, help="write every plan here, one per line")
     parser.add_argument("--profile", type=Path, default=None, help="cProfile one more run into this file")
     parser.add_argument("--semantic-model", default="off")
+    parser.add_argument("--warm", action="store_true", help="keep the memos of earlier runs (default: each run cold)")
     args = parser.parse_args()
 
     temporary = None
@@ -97,6 +99,8 @@ def run(args: argparse.Namespace) -> None:
     runtime = Runtime(settings)
     subscribers = list(runtime.subscribers().subscribers)[: args.subscribers]
     model = semantic_model(settings)
+    if model:  # as a send does first: every keyword's vector in the store
+        runtime.embed_keywords(subscribers)
     setup = PrepareSetup(runtime.store.url, (local_day(subscribers[0], NOW),), runtime.sender, NOW, Retry(),
                          semantic_model=model)
     store = runtime.store
@@ -124,10 +128,22 @@ def run(args: argparse.Namespace) -> None:
     planning.Planner._index = timing("index", planning.Planner._index)  # type: ignore[method-assign]
     planning.rank_many = timing("rank_many", planning.rank_many)
 
-    plans = stage()  # warm up: imports, the model, lru caches of the process
+    def forget() -> None:
+        """Empty the process's memos (functools caches of newsletter modules: keywords,
+        explanations, ...), so that each run is timed like the first of a process, as
+        bench/day.py times it; imports and the model stay loaded."""
+        for name, module in list(sys.modules.items()):
+            if name == "newsletter" or name.startswith("newsletter."):
+                for value in vars(module).values():
+                    if callable(getattr(value, "cache_clear", None)):
+                        value.cache_clear()
+
+    plans = stage()  # warm up: imports, the model
     totals, cpus, snapshots, builds, ranks = [], [], [], [], []
     for _ in range(args.repeats):
         spent.clear()
+        if not args.warm:
+            forget()
         started, cpu = time.perf_counter(), time.process_time()
         stage()
         totals.append(time.perf_counter() - started)
@@ -141,7 +157,7 @@ def run(args: argparse.Namespace) -> None:
     sendable = sum(1 for plan in plans if plan.sendable)
     print(f"rank stage: {len(subscribers):,} subscribers ({Path(planning.__file__).parents[1].name}), "
           f"{sendable:,} digests planned; ranking: {model or 'lexical'}; load {os.getloadavg()[0]:.2f}")
-    print(f"{'make_planner + plan (rank_seconds)':36} {total:7.3f} s  median of {args.repeats} "
+    print(f"{'make_planner + plan (rank_seconds)':36} {total:7.3f} s  median of {args.repeats}{' warm' if args.warm else ''} "
           f"(min {min(totals):.3f}, max {max(totals):.3f}); CPU {statistics.median(cpus):.3f} s")
     for label, seconds in (
         ("  snapshot (day_snapshot)", snap), ("  index build (Planner._index)", build),
