@@ -352,6 +352,15 @@ def test_real_dumps_theorem_proving_and_lean(shared_dumps: Path) -> None:
     assert all(words[item.paper.paper_id] & topic for item in picks)
 
 
+@given(st.text(max_size=80) | st.text(alphabet="Ab9_-. \u00e9\u00df\u0130K", max_size=40))
+def test_the_ascii_shortcut_tokenizes_as_the_rule_says(text: str) -> None:
+    from newsletter.ranking.text import _ASCII_TOKEN, TOKEN, fold
+
+    folded = fold(text)
+    if folded.isascii():
+        assert _ASCII_TOKEN.findall(folded) == TOKEN.findall(folded)
+
+
 # BM25 (field.py): Lucene's variant as bm25s computes it, to the last bit
 
 

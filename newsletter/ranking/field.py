@@ -60,6 +60,8 @@ class Field:
         numbered = [[self._vocabulary.setdefault(token, len(self._vocabulary)) for token in paper] for paper in tokens]
         counts = np.fromiter(map(len, numbered), dtype=np.int64, count=self._size)
         words = np.fromiter(chain.from_iterable(numbered), dtype=np.int64, count=int(counts.sum()))
+        # Each paper's tokens as numbers, in order, and how many each has: `duplicates` reads them.
+        self.numbered: tuple[np.ndarray, np.ndarray, int] = (words, counts, len(self._vocabulary))
         paper_of = np.repeat(np.arange(self._size, dtype=np.int64), counts)
         adjacent = np.flatnonzero(paper_of[1:] == paper_of[:-1])  # pairs within a paper
         self._words = _Postings(words, paper_of)
