@@ -182,6 +182,8 @@ def run(args: argparse.Namespace) -> None:
         import pstats
 
         path = args.profile if args.profile.is_absolute() else REPO_ROOT / args.profile
+        if not args.warm:
+            forget()
         cProfile.runctx("stage()", globals(), {"stage": stage}, str(path))
         pstats.Stats(str(path)).sort_stats("cumulative").print_stats(35)
         pstats.Stats(str(path)).sort_stats("tottime").print_stats(25)

@@ -48,17 +48,6 @@ class Profile:
     disliked: frozenset[str] = frozenset()
 
 
-def _profile_keywords(index: PaperIndex, keywords: Sequence[str]) -> list[tuple[str, Spellings]]:
-    """Keywords with their spellings; those without any token, or another spelling of an
-    earlier keyword ("LLMs" after "LLM", "MoE" after "mixture of experts"), are left out."""
-    seen: dict[frozenset[Terms], tuple[str, Spellings]] = {}
-    for keyword in keywords:
-        spellings, key = index.spelled(keyword)
-        if key and key not in seen:
-            seen[key] = (keyword, spellings)
-    return list(seen.values())
-
-
 @lru_cache(maxsize=65536)
 def _acronyms_of(keyword: str) -> frozenset[str]:
     """`acronym_words` of a keyword, once per keyword per process (keywords recur)."""
@@ -95,14 +84,29 @@ class _Slots:
 
 
 def _slots(index: PaperIndex, profiles: Sequence[Profile]) -> _Slots:
-    keyword_lists = [_profile_keywords(index, profile.keywords) for profile in profiles]
+    """Each profile's keywords with their spellings, and their slots. A keyword without any
+    token, or another spelling of an earlier keyword of the profile ("LLMs" after "LLM", "MoE"
+    after "mixture of experts"), is left out. Each keyword as written is looked at once."""
+    hybrid = index.hybrid
     slots: dict[tuple[Spellings, frozenset[str], str], int] = {}
-    rows = []
-    for keywords in keyword_lists:
-        rows.append([
-            slots.setdefault((spellings, _acronyms_of(keyword), keyword if index.hybrid else ""), len(slots))
-            for keyword, spellings in keywords
-        ])
+    known: dict[str, tuple[frozenset[Terms], Spellings, int]] = {}  # keyword -> (key, spellings, slot)
+    keyword_lists: list[list[tuple[str, Spellings]]] = []
+    rows: list[list[int]] = []
+    for profile in profiles:
+        seen: dict[frozenset[Terms], tuple[str, Spellings]] = {}
+        row = []
+        for keyword in profile.keywords:
+            found = known.get(keyword)
+            if found is None:
+                spellings, key = index.spelled(keyword)
+                slot = slots.setdefault((spellings, _acronyms_of(keyword), keyword if hybrid else ""), len(slots)) if key else -1
+                found = known[keyword] = (key, spellings, slot)
+            key, spellings, slot = found
+            if key and key not in seen:
+                seen[key] = (keyword, spellings)
+                row.append(slot)
+        keyword_lists.append(list(seen.values()))
+        rows.append(row)
     vectors = [index.keyword_vectors(spellings, written) for spellings, written, _ in slots]
     zeros = np.zeros(len(index), dtype=np.float32)
     cosines = None
