@@ -55,13 +55,6 @@ def _acronyms_of(keyword: str) -> frozenset[str]:
 
 
 @lru_cache(maxsize=65536)
-def _explanation(keywords: tuple[str, ...], pattern: bytes) -> tuple[KeywordMatch, ...]:
-    """The `matched` tuple for one pattern of field codes, one byte per keyword (papers with
-    the same pattern share one tuple; bytes past the profile's keywords are padding)."""
-    return tuple([_keyword_match(keyword, code) for keyword, code in zip(keywords, pattern) if code])
-
-
-@lru_cache(maxsize=65536)
 def _keyword_match(keyword: str, code: int) -> KeywordMatch:
     """One shared (immutable) KeywordMatch per keyword and field code."""
     return KeywordMatch(keyword, _FIELD_NAMES[code])
@@ -81,6 +74,8 @@ class _Slots:
     fields: np.ndarray  # (slot + 1, paper) uint8
     cosines: np.ndarray | None  # (slot, paper), hybrid
     allowed: dict[tuple[str, ...], np.ndarray] = field(default_factory=dict)  # per exclude list
+    names: dict[str, int] = field(default_factory=dict)  # keywords as written, and authors: numbers
+    explained: dict[bytes, tuple[KeywordMatch, ...]] = field(default_factory=dict)  # see `_explain`
 
 
 def _slots(index: PaperIndex, profiles: Sequence[Profile]) -> _Slots:
@@ -187,20 +182,21 @@ def _rank_chunk(
     # "some words" explains only a paper that holds no keyword whole: beside a whole match it
     # would be noise in the email.
     patterns[(patterns & WHOLE).any(axis=1)] &= ~np.uint8(SOME_WORDS | MOST_WORDS)
-    patterns_blob = np.ascontiguousarray(patterns).tobytes()
-    pattern_slices = map(slice, range(0, len(patterns_blob), width), range(width, len(patterns_blob) + width, width))
     counts = selected.sum(axis=1).tolist()
     keyword_width = width - authors_width
-    names = []  # per selected paper: its profile's keywords (padded) and authors
-    for keywords, authors, count in zip(keyword_lists, author_lists, counts):
-        padding = ("",) * (keyword_width - len(keywords))
-        names.append(repeat((*(keyword for keyword, _ in keywords), *padding, *authors), count))
+    named = np.full((len(profiles), width), -1, dtype=np.int64)  # (profile, column): name number
+    for row, (keywords, authors) in enumerate(zip(keyword_lists, author_lists)):
+        named[row, : len(keywords)] = [table.names.setdefault(keyword, len(table.names)) for keyword, _ in keywords]
+        if authors:
+            named[row, keyword_width : keyword_width + len(authors)] = [
+                table.names.setdefault(author, len(table.names)) for author in authors
+            ]
     # The `Ranked` values built by map and zip, with no Python-level step per paper (~80,000
     # picks on a 10,000-subscriber day): tuple.__new__ itself, not the named tuple's __new__.
     made = list(map(tuple.__new__, repeat(Ranked), zip(
         map(index.papers.__getitem__, papers_at.tolist()),
         total[rows, papers_at].tolist(),
-        map(_explanation, chain.from_iterable(names), map(patterns_blob.__getitem__, pattern_slices)),
+        _explain(table, named[rows], patterns),
         picked[rows, ranks].tolist(),
     )))
     results = []
@@ -209,6 +205,31 @@ def _rank_chunk(
         results.append(made[start : start + count])
         start += count
     return results
+
+
+def _explain(table: _Slots, named: np.ndarray, patterns: np.ndarray) -> list[tuple[KeywordMatch, ...]]:
+    """The `matched` tuple of each selected paper, from its (name number, field code) per
+    column: the (name, code) pairs of its columns with a code, in order, say it all. Papers
+    with the same pairs, whatever their profiles, share one tuple: a 10,000-subscriber day's
+    80,000 picks have 10,000 distinct ones."""
+    holds = patterns != 0
+    flat = named[holds] << 8 | patterns[holds]  # row by row, columns in order
+    pairs = flat.tobytes()
+    ends = np.cumsum(holds.sum(axis=1)).tolist()
+    starts = [0, *ends[:-1]]
+    keys = list(map(pairs.__getitem__, map(slice, [8 * at for at in starts], [8 * at for at in ends])))
+    matched = list(map(table.explained.get, keys))
+    missing = [at for at, found in enumerate(matched) if found is None]
+    if missing:
+        names, codes = list(table.names), flat.tolist()
+        for at in missing:
+            found = table.explained.get(keys[at])  # an earlier paper may have just made it
+            if found is None:
+                found = table.explained[keys[at]] = tuple([
+                    _keyword_match(names[pair >> 8], pair & 0xFF) for pair in codes[starts[at] : ends[at]]
+                ])
+            matched[at] = found
+    return matched
 
 
 def _allowed_by(index: PaperIndex, exclude: tuple[str, ...]) -> np.ndarray:
