@@ -65,14 +65,13 @@ class _Slots:
     """Every distinct keyword of a batch of profiles as one row of each matrix, made once per
     `rank_many`; the last row is all zeros (padding). A slot is a keyword's spellings and the
     words it writes as acronyms ("CLIP" and "clip" share spellings, not a slot: only "clip"
-    matches "clipping"); in hybrid ranking also the keyword as written, which is embedded."""
+    matches "clipping")."""
 
     keywords: list[list[tuple[str, Spellings]]]  # per profile: (keyword, spellings), deduplicated
     rows: list[list[int]]  # per profile: the slot of each of those keywords
     scores: np.ndarray  # (slot + 1, paper) float32
     words: np.ndarray  # (slot + 1, paper) float32
     fields: np.ndarray  # (slot + 1, paper) uint8
-    cosines: np.ndarray | None  # (slot, paper), hybrid
     allowed: dict[tuple[str, ...], np.ndarray] = field(default_factory=dict)  # per exclude list
     names: dict[str, int] = field(default_factory=dict)  # keywords as written, and authors: numbers
     explained: dict[bytes, tuple[KeywordMatch, ...]] = field(default_factory=dict)  # see `_explain`
@@ -82,8 +81,7 @@ def _slots(index: PaperIndex, profiles: Sequence[Profile]) -> _Slots:
     """Each profile's keywords with their spellings, and their slots. A keyword without any
     token, or another spelling of an earlier keyword of the profile ("LLMs" after "LLM", "MoE"
     after "mixture of experts"), is left out. Each keyword as written is looked at once."""
-    hybrid = index.hybrid
-    slots: dict[tuple[Spellings, frozenset[str], str], int] = {}
+    slots: dict[tuple[Spellings, frozenset[str]], int] = {}
     known: dict[str, tuple[frozenset[Terms], Spellings, int]] = {}  # keyword -> (key, spellings, slot)
     keyword_lists: list[list[tuple[str, Spellings]]] = []
     rows: list[list[int]] = []
@@ -94,7 +92,7 @@ def _slots(index: PaperIndex, profiles: Sequence[Profile]) -> _Slots:
             found = known.get(keyword)
             if found is None:
                 spellings, key = index.spelled(keyword)
-                slot = slots.setdefault((spellings, _acronyms_of(keyword), keyword if hybrid else ""), len(slots)) if key else -1
+                slot = slots.setdefault((spellings, _acronyms_of(keyword)), len(slots)) if key else -1
                 found = known[keyword] = (key, spellings, slot)
             key, spellings, slot = found
             if key and key not in seen:
@@ -102,17 +100,13 @@ def _slots(index: PaperIndex, profiles: Sequence[Profile]) -> _Slots:
                 row.append(slot)
         keyword_lists.append(list(seen.values()))
         rows.append(row)
-    vectors = [index.keyword_vectors(spellings, written) for spellings, written, _ in slots]
+    vectors = [index.keyword_vectors(spellings, written) for spellings, written in slots]
     zeros = np.zeros(len(index), dtype=np.float32)
-    cosines = None
-    if index.hybrid and slots:
-        cosines = index.cosines([text for _, _, text in slots])
     return _Slots(
         keyword_lists, rows,
         np.stack([v.score for v in vectors] + [zeros]),
         np.stack([v.words for v in vectors] + [zeros]),
         np.stack([v.fields for v in vectors] + [zeros.astype(np.uint8)]),
-        cosines,
     )
 
 
@@ -152,9 +146,10 @@ def _rank_chunk(
     keep = allowed & (total > 0)
     eligible = np.asarray((fields & (WHOLE | MOST_WORDS)).any(axis=1))
     floor_fraction = FLOOR_FRACTION
-    if table.cosines is not None:
+    if index.hybrid and any(keyword_lists):
+        cosines, cosine_of = _chunk_cosines(index, keyword_lists, slot_of.shape)
         pull = _vote_pull(index, profiles) if any(p.liked or p.disliked for p in profiles) else None
-        total, keep, eligible = fusion.fuse(total, keep, allowed, eligible, table.cosines, slot_of, fields, pull)
+        total, keep, eligible = fusion.fuse(total, keep, allowed, eligible, cosines, cosine_of, fields, pull)
         floor_fraction = fusion.HYBRID_FLOOR_FRACTION
     _keep_one_of_each_duplicate_set(index, total, keep)
     profile_best = np.where(keep, total, 0).max(axis=1, keepdims=True)
@@ -205,6 +200,26 @@ def _rank_chunk(
         results.append(made[start : start + count])
         start += count
     return results
+
+
+def _chunk_cosines(
+    index: PaperIndex, keyword_lists: Sequence[list[tuple[str, Spellings]]], shape: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(keyword, paper) cosines of the chunk's keywords, and each (profile, column)'s row in
+    them (-1: padding). Keywords of one slot share the row of the first one written in the
+    chunk, whose text is embedded: as the ranker always did, so that hybrid rankings stay
+    the same to the last bit (which keywords are embedded together decides the last bits of
+    their cosines)."""
+    rows: dict[tuple[Spellings, frozenset[str]], int] = {}
+    texts: list[str] = []
+    cosine_of = np.full(shape, -1, dtype=np.intp)
+    for row, keywords in enumerate(keyword_lists):
+        for column, (keyword, spellings) in enumerate(keywords):
+            at = rows.setdefault((spellings, _acronyms_of(keyword)), len(texts))
+            if at == len(texts):
+                texts.append(keyword)
+            cosine_of[row, column] = at
+    return index.cosines(texts), cosine_of
 
 
 def _explain(table: _Slots, named: np.ndarray, patterns: np.ndarray) -> list[tuple[KeywordMatch, ...]]:
@@ -300,15 +315,22 @@ def rank_many(
         raise ValueError(f"max_papers must be 0 or more, not {max_papers}")
     if not len(index):
         return [[] for _ in profiles]
-    # A profile's ranking depends on nothing but the profile: equal profiles (one keyword
-    # each, often the same) are ranked once, and profiles are ranked in chunks of equal
-    # width (keywords, then followed authors), so that no chunk gathers arrays as wide as
-    # its widest profile for all of them.
+    # A lexical ranking depends on nothing but the profile: equal profiles (one keyword each,
+    # often the same) are ranked once, and profiles are ranked in chunks of equal width
+    # (keywords, then followed authors), so that no chunk gathers arrays as wide as its
+    # widest profile for all of them. In hybrid ranking the chunks stay the profiles as
+    # given, BATCH_PROFILES at a time: what a chunk embeds together decides the last bits of
+    # its cosines, and which keyword text stands for a slot (`_chunk_cosines`).
     distinct: dict[Profile, int] = {}
-    which = [distinct.setdefault(profile, len(distinct)) for profile in profiles]
-    unique = list(distinct)
+    which = (
+        list(range(len(profiles))) if index.hybrid
+        else [distinct.setdefault(profile, len(distinct)) for profile in profiles]
+    )
+    unique = list(profiles) if index.hybrid else list(distinct)
     table = _slots(index, unique)
-    order = sorted(range(len(unique)), key=lambda at: (len(table.keywords[at]), len(set(unique[at].authors))))
+    order = list(range(len(unique))) if index.hybrid else sorted(
+        range(len(unique)), key=lambda at: (len(table.keywords[at]), len(set(unique[at].authors)))
+    )
     ranked: list[list[Ranked]] = [[] for _ in unique]
     for start in range(0, len(order), BATCH_PROFILES):
         chunk = order[start : start + BATCH_PROFILES]
