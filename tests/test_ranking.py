@@ -352,6 +352,55 @@ def test_real_dumps_theorem_proving_and_lean(shared_dumps: Path) -> None:
     assert all(words[item.paper.paper_id] & topic for item in picks)
 
 
+@given(st.text(max_size=80) | st.text(alphabet="Ab9_-. \u00e9\u00df\u0130K", max_size=40))
+def test_the_ascii_shortcut_tokenizes_as_the_rule_says(text: str) -> None:
+    from newsletter.ranking.text import _ASCII_TOKEN, TOKEN, fold
+
+    folded = fold(text)
+    if folded.isascii():
+        assert _ASCII_TOKEN.findall(folded) == TOKEN.findall(folded)
+
+
+# BM25 (field.py): Lucene's variant as bm25s computes it, to the last bit
+
+
+def _assert_field_scores_like_bm25s(documents: list[list[str]]) -> None:
+    import bm25s
+    import numpy as np
+
+    from newsletter.ranking.field import BM25_B, BM25_K1, Field
+    from newsletter.ranking.text import pairs
+
+    field = Field.from_tokens(documents)
+    indexed = [tokens + pairs(tokens) for tokens in documents]
+    terms = {term for terms in indexed for term in terms}
+    if not terms:
+        assert all(not field.term_scores(term).any() for term in ("a", "a b"))
+        return
+    reference = bm25s.BM25(method="lucene", k1=BM25_K1, b=BM25_B)
+    reference.index(indexed, show_progress=False)
+    for term in sorted(terms) + ["absent", "a absent", "absent a"]:
+        assert (term in field) == (term in reference.vocab_dict), term
+        expected = reference.get_scores([term]) if term in reference.vocab_dict else np.zeros(len(documents), np.float32)
+        got = field.term_scores(term)
+        assert got.dtype == np.float32 and got.tobytes() == expected.tobytes(), term
+
+
+@given(st.lists(st.lists(st.sampled_from("a b c d e".split()), max_size=30), min_size=1, max_size=10))
+def test_field_scores_are_bm25s_scores_to_the_bit(documents: list[list[str]]) -> None:
+    _assert_field_scores_like_bm25s(documents)
+
+
+def test_field_scores_are_bm25s_scores_on_the_real_captures(shared_dumps: Path) -> None:
+    sources = pytest.importorskip("newsletter.sources", reason="the dump parser is not there yet")
+    abstracts = []
+    for path in sorted(shared_dumps.iterdir()):
+        parsed = sources.parse_dump(path.read_text(encoding="utf-8"), source_name=path.name,
+                                    fallback_date=date(2026, 1, 1))
+        abstracts.extend(tokenize(paper.abstract) for paper in parsed.papers)
+    _assert_field_scores_like_bm25s(abstracts[:150])
+
+
 # Acronyms, spellings and near-duplicates
 
 MOE_DEFINED = paper(
@@ -445,6 +494,38 @@ def test_near_duplicate_papers_never_both_appear() -> None:
     # Excluding the better copy leaves the other one.
     assert len(run(papers, "Lean", exclude=("LeanDojo",))) == 2
     assert duplicate_groups([["a", "b"], ["a", "b"]]) == [0, 1]  # too short to tell
+
+
+def _duplicate_groups_by_definition(abstracts: list[list[str]]) -> list[int]:
+    """The rule of `newsletter.duplicates` written plainly: shingle sets, shared counts, a
+    group per connected set of close pairs, named by its smallest position."""
+    from itertools import combinations
+
+    from newsletter.duplicates import COMMON_SHINGLE_PAPERS, CONTAINMENT, MIN_SHINGLES, SHINGLE
+
+    sets = [{tuple(t[at : at + SHINGLE]) for at in range(len(t) - SHINGLE + 1)} for t in abstracts]
+    group = list(range(len(abstracts)))
+    for first, second in combinations(range(len(abstracts)), 2):
+        if min(len(sets[first]), len(sets[second])) < MIN_SHINGLES:
+            continue
+        shared = [
+            s for s in sets[first] & sets[second]
+            if sum(s in other for other in sets if len(other) >= MIN_SHINGLES) < COMMON_SHINGLE_PAPERS
+        ]
+        if len(shared) >= CONTAINMENT * min(len(sets[first]), len(sets[second])):
+            low, high = sorted((group[first], group[second]))
+            group = [low if g == high else g for g in group]
+    return group
+
+
+@given(st.lists(st.lists(st.sampled_from("a b c d e f".split()), max_size=40), max_size=12), st.randoms())
+def test_duplicate_groups_follow_their_definition(abstracts: list[list[str]], rng: object) -> None:
+    # Copies, truncated copies and shuffled copies make duplicates and near misses.
+    made = [list(tokens) for tokens in abstracts]
+    for tokens in abstracts[:4]:
+        made.append(tokens[: rng.randint(0, len(tokens))])  # type: ignore[attr-defined]
+        made.append(tokens + rng.sample(tokens, len(tokens) // 3))  # type: ignore[attr-defined]
+    assert duplicate_groups(made) == _duplicate_groups_by_definition(made)
 
 
 # Exact phrases (issue 15): a keyword of three or more words is in phrase only where its words

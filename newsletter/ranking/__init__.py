@@ -21,9 +21,10 @@ Rules
   gradients". A keyword typed in capitals ("TEST-TIME") whose words no paper writes so is
   matched as usual, and the keyword's other spellings (an acronym written out, where a paper
   defines it) are not affected.
-- Index: one `bm25s.BM25` (Lucene variant) per field, title and abstract. A field is indexed as
-  its tokens plus every adjacent pair of tokens as one extra term ("test time"), so a phrase is a
-  term with its own document frequency, scored by the library like any word.
+- Index: one BM25 index (Lucene's variant, as bm25s computes it: `field.py`) per field, title
+  and abstract. A field is indexed as its tokens plus every adjacent pair of tokens as one extra
+  term ("test time"), so a phrase is a term with its own document frequency, scored like any
+  word.
 - A keyword matches a field whole when all its tokens occur in it. Its score there is: one
   word, the BM25 of the token; several words in phrase (each adjacent pair of the keyword occurs
   as a pair in the field), the BM25 of the tokens plus that of the pairs; several words

@@ -15,7 +15,7 @@ from itertools import chain
 import numpy as np
 
 from newsletter import acronyms
-from newsletter.duplicates import duplicate_groups
+from newsletter.duplicates import duplicate_groups_numbered
 from newsletter.models import Paper
 from newsletter.ranking.field import Field
 from newsletter.ranking.text import TOKEN, Terms, acronym_words, fold, hyphenated_words, keyword_terms, tokenize
@@ -71,12 +71,11 @@ class PaperIndex:
         self.acronyms = acronyms.merge(self._defined)
         self._written = acronyms.written_forms(chain.from_iterable(found), tokenize)
         self._hyphenated = hyphenated_words(texts)
-        groups = np.array(duplicate_groups(abstracts), dtype=np.intp)
+        groups = np.array(duplicate_groups_numbered(*self._abstract.numbered), dtype=np.intp)
         # Each group of near-duplicates with more than one member, as an array of positions.
+        numbers, sizes = np.unique(groups, return_counts=True)
         self.duplicate_sets: tuple[np.ndarray, ...] = tuple(
-            np.flatnonzero(groups == group)
-            for group in np.unique(groups)
-            if np.count_nonzero(groups == group) > 1
+            np.flatnonzero(groups == group) for group in numbers[sizes > 1]
         )
         self._authors = [frozenset(map(author_key, paper.authors)) for paper in self.papers]
         self._by_author: dict[str, np.ndarray] = {}
