@@ -107,8 +107,9 @@ class Service:
         self.store = self.runtime.store
         # One worker: ingest, sends and retries never overlap, so two jobs for the same group
         # (a catch-up and its cron tick) cannot race to plan the same subscriber's digest.
+        self.executor = ThreadPoolExecutor(max_workers=1)
         self.scheduler = BlockingScheduler(
-            executors={"default": ThreadPoolExecutor(max_workers=1)},
+            executors={"default": self.executor},
             timezone=ZoneInfo(settings.timezone),
             job_defaults={
                 "coalesce": True,
@@ -143,7 +144,8 @@ class Service:
         self.beat()
         try:
             self.runtime.ingest(settle_seconds=WATCH_SETTLE_SECONDS)  # logs each dump ingested or set aside
-            self.reconcile(self._subscribers())
+            if self.scheduler.running:  # else: stopping, nothing more is scheduled
+                self.reconcile(self._subscribers())
         except NewsletterError as exc:
             log.error("ingest: %s", exc)
 
@@ -221,7 +223,11 @@ class Service:
                         signal.Signals(signum).name)
             stopping.append(signum)
             if self.scheduler.running:  # else: asked before it started; it will not start
-                self.scheduler.shutdown(wait=True)
+                # Not shutdown(wait=True): APScheduler holds its job store lock while it waits
+                # for the running job, and a job that asks the scheduler for its jobs (ingest
+                # reconciles the send times) would wait for that lock forever. The in-flight
+                # job is waited for below, once the scheduler has stopped.
+                self.scheduler.shutdown(wait=False)
 
         self.scheduler.add_listener(self.log_next_send, EVENT_JOB_ADDED | EVENT_JOB_EXECUTED | EVENT_JOB_ERROR)
         web = None
@@ -237,6 +243,7 @@ class Service:
             if not stopping:
                 self.scheduler.start()
         finally:
+            self.executor.shutdown(wait=True)  # the job in flight finishes: nothing half done
             if web is not None:
                 web.stop()
             self.runtime.close()

@@ -8,7 +8,9 @@ midnight during the test). The SMTP server is a real aiosmtpd on a loopback port
 
 from __future__ import annotations
 
+import json
 import os
+import random
 import signal
 import sqlite3
 import subprocess
@@ -63,8 +65,9 @@ def start_service(folder: Path, port: int, **settings: str) -> subprocess.Popen[
         NEWSLETTER_DUMPS_DIR=str(REPO_ROOT / "examples" / "dumps"), NEWSLETTER_POLL_SECONDS="1",
         NEWSLETTER_SMTP_HOST="127.0.0.1", NEWSLETTER_SMTP_PORT=str(port), NEWSLETTER_SMTP_SECURITY="none",
         NEWSLETTER_SMTP_TIMEOUT="5", NEWSLETTER_RETRY_MIN_SECONDS="1", NEWSLETTER_RETRY_MAX_SECONDS="2",
-        NEWSLETTER_FROM_ADDRESS="digest@news.example", **settings,
+        NEWSLETTER_FROM_ADDRESS="digest@news.example",
     )
+    env.update(settings)
     return subprocess.Popen(
         [sys.executable, "-m", "newsletter", "run"], cwd=folder, env=env,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -156,3 +159,41 @@ class ServerOn:
     def __exit__(self, *exc: object) -> None:
         self.controller.stop()
 
+
+
+def test_a_stop_during_a_job_lets_the_job_finish_then_stops(tmp_path: Path) -> None:
+    """SIGTERM while the first ingest runs (a dump of 3,000 papers, several seconds): the dump is
+    stored whole, then the service stops. (The stop used to wait for the job inside APScheduler's
+    shutdown, which holds the lock the job needs to reconcile the send times: it never stopped.)"""
+    dumps = tmp_path / "dumps"
+    dumps.mkdir()
+    rng = random.Random(5)
+    words = [f"{rng.choice('bcdfgklmnprstvz')}{rng.choice('aeiou')}{rng.choice('lmnrst')}{n}" for n in range(600)]
+    papers = [
+        {"paper": {"id": f"2611.{n:05d}", "title": " ".join(rng.sample(words, 8)).capitalize(),
+                   "summary": " ".join(rng.sample(words, 60)) + ".", "authors": [{"name": "A. Author"}],
+                   "upvotes": n % 50}, "publishedAt": "2026-11-29T00:00:00.000Z"}
+        for n in range(3000)
+    ]
+    dump = dumps / "daily-2026-11-29.json"
+    dump.write_text(json.dumps(papers), encoding="utf-8")
+    an_hour_ago = time.time() - 3600
+    os.utime(dump, (an_hour_ago, an_hour_ago))  # settled: the first ingest takes it
+    write_subscribers(tmp_path, "UTC", "23:59")
+    service = start_service(tmp_path, free_port(), NEWSLETTER_DUMPS_DIR=str(dumps), NEWSLETTER_CATCH_UP_HOURS="0")
+    try:
+        # The first ingest job records the heartbeat as it starts.
+        assert wait_for(lambda: _newsletter(tmp_path, "status", "--health").returncode == 0, 60), service
+        output = stop(service)
+    finally:
+        service.kill()
+    assert service.returncode == 0, output
+    assert "newsletter service stopped" in output
+    with sqlite3.connect(tmp_path / "newsletter.db") as db:
+        assert db.execute("select count(*) from papers").fetchone()[0] == 3000, output
+
+
+def _newsletter(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    return subprocess.run([sys.executable, "-m", "newsletter", *args], cwd=folder, env=env,
+                          capture_output=True, text=True, timeout=60)
