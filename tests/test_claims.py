@@ -4,9 +4,13 @@ it ends; without a lease the next run takes it at once, as one process always ha
 
 from __future__ import annotations
 
+import sqlite3
 import time
-from datetime import date
+from datetime import UTC, date, datetime
+from pathlib import Path
 from threading import Barrier, Thread
+
+from sqlalchemy import event
 
 from newsletter.models import DeliveryState
 from newsletter.store import Claim, DeliveryEvent, Lease, Store
@@ -108,4 +112,34 @@ def test_a_digest_another_run_planned_first_is_left_to_it(database_url: str) -> 
     [first] = _planned(store, 1)
     again = store.plan_digests([("r0@example.org", DAY, "<m0@x>", ()), ("new@example.org", DAY, "<n@x>", ())])
     assert again[0] is None and again[1] is not None and again[1] != first
+    store.close()
+
+
+def test_the_send_path_finds_its_rows_by_key_never_by_scanning_the_ledger(tmp_path: Path) -> None:
+    """Every statement of a group commit (claims, then `sent`, `deferred`, `failed` events) finds
+    its digests through an index: a scan of the ledger per statement made a day of 100,000
+    digests quadratic (SQLite's query plan of each statement, as run)."""
+    store = Store(f"sqlite:///{tmp_path / 'plans.db'}")
+    ids = _planned(store, 40)
+    statements: list[tuple[str, object]] = []
+
+    def record(_conn: object, _cursor: object, statement: str, parameters: object, _context: object, many: bool) -> None:
+        if statement.lstrip().upper().startswith(("UPDATE", "SELECT", "DELETE")):
+            statements.append((statement, parameters[0] if many else parameters))  # type: ignore[index]
+
+    event.listen(store.engine, "before_cursor_execute", record)
+    claimed, _ = store.commit_deliveries([Claim(i, 0) for i in ids], Lease("a"), [])
+    assert claimed == set(ids)
+    later = datetime(2026, 4, 15, 9, 0, tzinfo=UTC)
+    store.commit_deliveries([], Lease("a"), [
+        DeliveryEvent(ids[0], DeliveryState.SENT, "r0@example.org"),
+        DeliveryEvent(ids[1], DeliveryState.DEFERRED, "r1@example.org", None, "451 later", next_attempt_at=later),
+        DeliveryEvent(ids[2], DeliveryState.FAILED, "r2@example.org", 550, "550 no such user", bounce=True),
+    ])
+    event.remove(store.engine, "before_cursor_execute", record)
+    assert any("UPDATE digests" in statement for statement, _ in statements)
+    with sqlite3.connect(tmp_path / "plans.db") as db:
+        for statement, parameters in statements:
+            plan = [row[-1] for row in db.execute(f"EXPLAIN QUERY PLAN {statement}", parameters)]  # type: ignore[arg-type]
+            assert not any(step.startswith("SCAN digests") for step in plan), (statement, plan)
     store.close()
